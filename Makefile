@@ -1,0 +1,49 @@
+# One entry point for every check: CI calls exactly these targets.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint typecheck check bench chaos worker flower clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make demo: flush 20,000 entities asynchronously through a real Celery worker, end to end
+demo: $(STAMP)
+	$(BIN)/python -m demo
+
+## make test: the whole suite against the real MariaDB, Redis and Celery workers
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check beeorm_celery tests bench demo worker shop
+	$(BIN)/ruff format --check beeorm_celery tests bench demo worker shop
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+## make bench: benchmarks against raw PyMySQL and naive Celery baselines (BENCH_QUICK=1: short)
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+## make chaos: a bounded fault run (kills, MariaDB restarts, locks, garbage) checked against an oracle
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos
+
+worker: $(STAMP)
+	$(BIN)/celery -A worker worker -Q beeorm.default,beeorm.catalog,beeorm.orders -c 2 -E --loglevel=info
+
+flower: $(STAMP)
+	$(BIN)/celery -A worker flower --address=127.0.0.1 --port=5555
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

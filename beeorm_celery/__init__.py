@@ -1,0 +1,64 @@
+"""beeorm-celery: BeeORM's entities, caches and async flush for Python, applied by Celery."""
+
+from __future__ import annotations
+
+from beeorm_celery.asyncflush.consumer import consume_async_flush_events
+from beeorm_celery.asyncflush.settings import AsyncFlushSettings
+from beeorm_celery.async_reads import Page, race
+from beeorm_celery.context import Context
+from beeorm_celery.engine import Engine
+from beeorm_celery.entity import Entity, Field, Reference
+from beeorm_celery.errors import (
+    AllQueriesFailedError,
+    AsyncFlushError,
+    BeeormError,
+    ConfigError,
+    DeadLetterNotFoundError,
+    DuplicateKeyError,
+    FlushError,
+    MalformedBatchError,
+    QueryCancelledError,
+    QueryError,
+    QueryTimeoutError,
+    ReadOnlyEntityError,
+    TemporaryApplyError,
+    ValidationError,
+)
+from beeorm_celery.query import Pager, Where
+from beeorm_celery.registry import Registry
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # declaring entities
+    "Entity",
+    "Field",
+    "Reference",
+    # setup
+    "Registry",
+    "Engine",
+    "AsyncFlushSettings",
+    # unit of work and queries
+    "Context",
+    "Where",
+    "Pager",
+    "Page",
+    "race",
+    # async flush without Celery
+    "consume_async_flush_events",
+    # errors
+    "BeeormError",
+    "ConfigError",
+    "ValidationError",
+    "ReadOnlyEntityError",
+    "FlushError",
+    "DuplicateKeyError",
+    "QueryError",
+    "QueryTimeoutError",
+    "QueryCancelledError",
+    "AllQueriesFailedError",
+    "AsyncFlushError",
+    "MalformedBatchError",
+    "TemporaryApplyError",
+    "DeadLetterNotFoundError",
+]

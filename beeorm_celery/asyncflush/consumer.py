@@ -1,0 +1,109 @@
+"""``consume_async_flush_events``: apply pending batches in this process, without Celery."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from beeorm_celery.asyncflush.applier import Applier, DrainReport
+from beeorm_celery.asyncflush.backoff import backoff_s
+from beeorm_celery.asyncflush.log import GroupLog, log_client
+from beeorm_celery.errors import TemporaryApplyError
+
+if TYPE_CHECKING:
+    from beeorm_celery.engine import Engine
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_NONBLOCKING_RETRY_FOR_S = 30.0
+_IDLE_WAIT_S = 1.0
+
+
+def consume_async_flush_events(
+    engine: Engine,
+    block: bool = False,
+    stop: threading.Event | None = None,
+    *,
+    groups: Iterable[str] | None = None,
+    retry_for_s: float = DEFAULT_NONBLOCKING_RETRY_FOR_S,
+) -> dict[str, DrainReport]:
+    """Apply every pending batch of ``groups`` (default: all) in this process.
+
+    Same order, exactly-once, retry and dead-letter rules as the Celery workers, which may run
+    at the same time. ``block=False``: return once nothing is pending; a temporary error is
+    retried with backoff for ``retry_for_s`` and then raised (``TemporaryApplyError``).
+    ``block=True``: keep applying new batches until ``stop`` is set; temporary errors are
+    retried with backoff for as long as it takes. Returns what was done, per group.
+    """
+    if block and stop is None:
+        raise ValueError("block=True needs a stop event: consume_async_flush_events(engine, True, stop)")
+    names = sorted(groups) if groups is not None else sorted(engine.async_groups)
+    settings = engine.async_settings
+    appliers = {g: Applier(engine, g) for g in names}
+    totals = {g: DrainReport(g) for g in names}
+    attempts = dict.fromkeys(names, 0)
+    not_before = dict.fromkeys(names, 0.0)
+    first_failure: dict[str, float] = {}
+    stopped = stop or threading.Event()
+    while not stopped.is_set():
+        worked = False
+        come_back_soon = False  # busy elsewhere, or more left after the time budget
+        for group in names:
+            now = time.monotonic()
+            if now < not_before[group]:
+                continue
+            try:
+                report = appliers[group].drain(linger_s=0)
+            except TemporaryApplyError as e:
+                attempts[group] += 1
+                first_failure.setdefault(group, now)
+                if not block and now - first_failure[group] > retry_for_s:
+                    raise
+                delay = backoff_s(attempts[group], settings.retry_backoff_s, settings.retry_backoff_max_s)
+                logger.warning("%s; retrying in %.2fs", e, delay)
+                not_before[group] = now + delay
+                continue
+            attempts[group] = 0
+            first_failure.pop(group, None)
+            _add(totals[group], report)
+            come_back_soon = come_back_soon or report.busy or report.more
+            worked = worked or bool(report.applied_batches or report.dead_lettered)
+        now = time.monotonic()
+        retrying = any(t > now for t in not_before.values())
+        if not block and not (come_back_soon or retrying or worked):
+            break
+        if worked:
+            continue
+        if come_back_soon:
+            stopped.wait(0.05)
+        elif block:
+            _wait_for_batches(engine, names, not_before, stopped)
+        else:
+            now = time.monotonic()
+            stopped.wait(max(0.01, min(t - now for t in not_before.values() if t > now)))
+    return totals
+
+
+def _add(total: DrainReport, report: DrainReport) -> None:
+    total.applied_batches += report.applied_batches
+    total.applied_operations += report.applied_operations
+    total.dead_lettered += report.dead_lettered
+
+
+def _wait_for_batches(
+    engine: Engine, groups: list[str], not_before: dict[str, float], stop: threading.Event
+) -> None:
+    """Block until a batch lands in a group that may run now, a retry is due, or stop."""
+    now = time.monotonic()
+    ready = [g for g in groups if not_before[g] <= now]
+    due = min((t - now for t in not_before.values() if t > now), default=_IDLE_WAIT_S)
+    wait_s = max(0.01, min(_IDLE_WAIT_S, due))
+    if not ready:
+        stop.wait(wait_s)
+        return
+    client = log_client(engine)
+    streams = {GroupLog(engine, g).log_key: "0-0" for g in ready}
+    client.xread(streams, count=1, block=max(1, int(wait_s * 1000)))  # type: ignore[arg-type]

@@ -1,0 +1,231 @@
+"""Dead letters: batches MySQL refused for good, kept in Redis for an operator to fix and replay.
+
+Each group keeps a hash (batch id -> record) and a sorted set (batch id by failure time), so
+storing the same failure twice keeps one entry, listing is in failure order, and the cap and the
+age limit drop the oldest first.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from beeorm_celery.asyncflush.batch import Batch, decode_payload, encode_entry
+from beeorm_celery.asyncflush.log import log_client
+from beeorm_celery.errors import AsyncFlushError, DeadLetterNotFoundError, MalformedBatchError
+
+if TYPE_CHECKING:
+    from beeorm_celery.engine import Engine
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A batch that will not be applied as it is.
+
+    ``id`` is ``"<group>/<batch id>"``; ``sql`` the batch's statements rendered (what would run);
+    ``failing_statement`` the one MySQL refused; ``error_code`` the MySQL code (None for a
+    malformed batch); ``failed_at`` / ``first_failed_at`` UTC datetimes.
+    """
+
+    id: str
+    group: str
+    batch_id: str
+    sql: list[str]
+    error_code: int | None
+    error: str
+    failed_at: datetime
+    first_failed_at: datetime
+    attempts: int
+    failing_statement: str | None = None
+    malformed: bool = False
+    replay_of: str | None = None
+    payload: bytes = field(default=b"", repr=False)
+
+    def to_json(self) -> bytes:
+        data = {
+            "group": self.group,
+            "batch_id": self.batch_id,
+            "sql": self.sql,
+            "error_code": self.error_code,
+            "error": self.error,
+            "failed_at": self.failed_at.timestamp(),
+            "first_failed_at": self.first_failed_at.timestamp(),
+            "attempts": self.attempts,
+            "failing_statement": self.failing_statement,
+            "malformed": self.malformed,
+            "replay_of": self.replay_of,
+            "payload": base64.b64encode(self.payload).decode(),
+        }
+        return json.dumps(data, ensure_ascii=False).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> DeadLetter:
+        data = json.loads(raw)
+        return cls(
+            id=f"{data['group']}/{data['batch_id']}",
+            group=data["group"],
+            batch_id=data["batch_id"],
+            sql=list(data["sql"]),
+            error_code=data["error_code"],
+            error=data["error"],
+            failed_at=datetime.fromtimestamp(data["failed_at"], UTC),
+            first_failed_at=datetime.fromtimestamp(data["first_failed_at"], UTC),
+            attempts=int(data["attempts"]),
+            failing_statement=data.get("failing_statement"),
+            malformed=bool(data.get("malformed")),
+            replay_of=data.get("replay_of"),
+            payload=base64.b64decode(data.get("payload", "")),
+        )
+
+
+def split_id(dead_letter_id: str) -> tuple[str, str]:
+    group, sep, batch_id = str(dead_letter_id).rpartition("/")
+    if not sep or not group or not batch_id:
+        raise DeadLetterNotFoundError(
+            f"{dead_letter_id!r} is not a dead letter id (they look like 'group/1700000000000-0')"
+        )
+    return group, batch_id
+
+
+class DeadLetters:
+    """``engine.dead_letters``: list, show, retry, remove dead letters."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.client = log_client(engine)
+        self.keys = engine.keys
+
+    def _groups(self, group: str | None) -> builtins.list[str]:
+        return [group] if group is not None else sorted(self.engine.async_groups)
+
+    def count(self, group: str | None = None) -> int:
+        pipe = self.client.pipeline(transaction=False)
+        for g in self._groups(group):
+            pipe.hlen(self.keys.dead(g))
+        return sum(int(n) for n in pipe.execute())
+
+    def list(self, group: str | None = None, limit: int = 100) -> builtins.list[DeadLetter]:
+        """Dead letters, oldest failure first, at most ``limit``."""
+        found: builtins.list[DeadLetter] = []
+        for g in self._groups(group):
+            ids = self.client.zrange(self.keys.dead_index(g), 0, max(0, limit - 1))
+            if not ids:
+                continue
+            for raw in self.client.hmget(self.keys.dead(g), ids):
+                if raw is not None:
+                    found.append(DeadLetter.from_json(raw))
+        found.sort(key=lambda d: d.failed_at)
+        return found[:limit]
+
+    def get(self, dead_letter_id: str) -> DeadLetter:
+        group, batch_id = split_id(dead_letter_id)
+        raw = self.client.hget(self.keys.dead(group), batch_id)
+        if raw is None:
+            raise DeadLetterNotFoundError(f"no dead letter {dead_letter_id!r}")
+        return DeadLetter.from_json(raw)
+
+    def retry(self, dead_letter_id: str) -> str:
+        """Queue the batch again, at the end of its group; returns the new batch id.
+
+        Fix the cause first (the conflicting row, the missing column...). A malformed batch
+        cannot be replayed: remove it.
+        """
+        dead = self.get(dead_letter_id)
+        if dead.malformed:
+            raise AsyncFlushError(
+                f"dead letter {dead.id} is a malformed batch ({dead.error}); it cannot be "
+                "replayed, only removed"
+            )
+        try:
+            batch = decode_payload(self.engine, dead.group, dead.payload, dead.batch_id)
+        except MalformedBatchError as e:
+            raise AsyncFlushError(
+                f"dead letter {dead.id} no longer matches the registered entities: {e}"
+            ) from e
+        replay = Batch(dead.group, batch.operations, int(time.time() * 1000), dead.id)
+        settings = self.engine.async_settings
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xadd(self.keys.log(dead.group), encode_entry(replay, settings.secret_bytes))  # type: ignore[arg-type]
+        pipe.set(self.keys.epoch(dead.group), uuid.uuid4().hex, nx=True)
+        pipe.set(
+            self.keys.trigger(dead.group), b"1", nx=True, px=int(settings.trigger_ttl_s * 1000)
+        )
+        pipe.hdel(self.keys.dead(dead.group), dead.batch_id)
+        pipe.zrem(self.keys.dead_index(dead.group), dead.batch_id)
+        raw_id, _, trigger_created, _, _ = pipe.execute()
+        new_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+        publisher = self.engine.trigger_publisher
+        if trigger_created and publisher is not None:
+            queued = Batch(dead.group, replay.operations, replay.created_at_ms, dead.id, new_id)
+            publisher.publish(dead.group, new_id, "replay " + queued.summary())
+        return new_id
+
+    def retry_all(self, group: str | None = None) -> int:
+        """Replay every replayable dead letter (of ``group``); returns how many."""
+        replayed = 0
+        for g in self._groups(group):
+            while True:
+                batch = [d for d in self.list(g, limit=500) if not d.malformed]
+                if not batch:
+                    break
+                for dead in batch:
+                    self.retry(dead.id)
+                    replayed += 1
+        return replayed
+
+    def remove(self, dead_letter_id: str) -> None:
+        group, batch_id = split_id(dead_letter_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hdel(self.keys.dead(group), batch_id)
+        pipe.zrem(self.keys.dead_index(group), batch_id)
+        removed, _ = pipe.execute()
+        if not removed:
+            raise DeadLetterNotFoundError(f"no dead letter {dead_letter_id!r}")
+
+    def clear(self, group: str | None = None) -> int:
+        """Remove every dead letter (of ``group``); returns how many."""
+        removed = 0
+        for g in self._groups(group):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hlen(self.keys.dead(g))
+            pipe.delete(self.keys.dead(g), self.keys.dead_index(g))
+            count, _ = pipe.execute()
+            removed += int(count)
+        return removed
+
+    # --- used by the applier
+
+    def store(self, dead: DeadLetter) -> None:
+        """Keep ``dead`` (replacing a previous record of the same batch), then apply the limits."""
+        settings = self.engine.async_settings
+        dead_key, index_key = self.keys.dead(dead.group), self.keys.dead_index(dead.group)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(dead_key, dead.batch_id, dead.to_json())
+        pipe.zadd(index_key, {dead.batch_id: dead.failed_at.timestamp()})
+        pipe.execute()
+        self._enforce_limits(dead.group, settings.dead_letter_max_per_group, settings.dead_letter_max_age_s)
+
+    def _enforce_limits(self, group: str, max_count: int, max_age_s: float) -> None:
+        dead_key, index_key = self.keys.dead(group), self.keys.dead_index(group)
+        expired: builtins.list[Any] = self.client.zrangebyscore(index_key, 0, time.time() - max_age_s)
+        excess = int(self.client.zcard(index_key)) - len(expired) - max_count
+        if excess > 0:
+            expired += self.client.zrange(index_key, len(expired), len(expired) + excess - 1)
+        if expired:
+            logger.warning(
+                "dropping %d dead letters of group %r (limits: %d entries, %.0fs)",
+                len(expired), group, max_count, max_age_s,
+            )
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hdel(dead_key, *expired)
+            pipe.zrem(index_key, *expired)
+            pipe.execute()

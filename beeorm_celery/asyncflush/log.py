@@ -1,0 +1,216 @@
+"""One async group's state in Redis: its log of pending batches and the trigger flag.
+
+The log is a stream: entry ids are the batch ids (ordered as ``flush_async`` returned), carry
+the time they were queued, and XLEN is the backlog. Entries are trimmed only after the MySQL
+transaction that applied them committed (and moved the group's position past them).
+
+The trigger flag means "a task is on its way, or a worker is applying this group": producers
+publish a task only when their SET NX creates it. A worker ends with DEL flag, then a last look
+at the log; a batch that lands after that look finds no flag and publishes a new task, so no
+batch waits for a wake-up that never comes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from beeorm_celery.errors import ConfigError
+
+if TYPE_CHECKING:
+    import redis
+
+    from beeorm_celery.engine import Engine
+    from beeorm_celery.schema import EntitySchema
+
+Entry = tuple[str, dict[bytes, bytes]]
+
+
+def parse_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def after(a: str, b: str) -> bool:
+    """Whether stream id ``a`` comes after ``b``."""
+    return parse_id(a) > parse_id(b)
+
+
+def successor(entry_id: str) -> str:
+    ms, seq = parse_id(entry_id)
+    return f"{ms}-{seq + 1}"
+
+
+def log_client(engine: Engine) -> redis.Redis:
+    try:
+        return engine.redis(engine.async_redis_pool)
+    except ConfigError:
+        raise ConfigError(
+            f"the async flush keeps its logs in Redis pool {engine.async_redis_pool!r}: "
+            "register it (registry.register_redis(url)) or pass Registry(async_redis_pool=...)"
+        ) from None
+
+
+@dataclass(frozen=True)
+class HeadFailure:
+    batch_id: str
+    attempts: int
+    first_failed_at: float
+    last_failed_at: float
+    error_code: int | None
+    error: str
+
+
+class GroupLog:
+    def __init__(self, engine: Engine, group: str) -> None:
+        self.group = group
+        self.client = log_client(engine)
+        keys = engine.keys
+        self.log_key = keys.log(group)
+        self.epoch_key = keys.epoch(group)
+        self.trigger_key = keys.trigger(group)
+        self.failure_key = keys.head_failure(group)
+        self.trigger_ttl_ms = int(engine.async_settings.trigger_ttl_s * 1000)
+
+    # --- reading
+
+    def read(self, count: int) -> tuple[str | None, list[Entry]]:
+        """The log's epoch and its first ``count`` entries."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(self.epoch_key)
+        pipe.xrange(self.log_key, "-", "+", count=count)
+        epoch, entries = pipe.execute()
+        return (epoch.decode() if epoch else None), [(_text(i), f) for i, f in entries]
+
+    def read_after(self, position: str, count: int) -> list[Entry]:
+        entries = self.client.xrange(self.log_key, "(" + position, "+", count=count)
+        return [(_text(i), f) for i, f in entries]
+
+    def length(self) -> int:
+        return int(self.client.xlen(self.log_key))
+
+    def oldest_entry_ms(self) -> int | None:
+        first = self.client.xrange(self.log_key, "-", "+", count=1)
+        return parse_id(_text(first[0][0]))[0] if first else None
+
+    def wait_for_entries(self, timeout_s: float) -> bool:
+        """Block until the log has an entry, at most ``timeout_s``."""
+        timeout_ms = max(1, int(timeout_s * 1000))
+        found = self.client.xread({self.log_key: "0-0"}, count=1, block=timeout_ms)
+        return bool(found)
+
+    # --- moving on
+
+    def trim_through(self, position: str, hold_trigger: bool) -> None:
+        """Drop entries up to ``position`` (applied), and keep the trigger flag while working."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.xtrim(self.log_key, minid=successor(position), approximate=False)
+        if hold_trigger:
+            pipe.set(self.trigger_key, b"1", px=self.trigger_ttl_ms)
+        pipe.execute()
+
+    def set_epoch_if_missing(self, token: str) -> str:
+        self.client.set(self.epoch_key, token, nx=True)
+        current = self.client.get(self.epoch_key)
+        return current.decode() if current else token
+
+    # --- trigger protocol
+
+    def hold_trigger(self, ttl_s: float | None = None) -> None:
+        ttl_ms = int(ttl_s * 1000) if ttl_s is not None else self.trigger_ttl_ms
+        self.client.set(self.trigger_key, b"1", px=max(ttl_ms, 1))
+
+    def release_trigger_if_idle(self) -> bool:
+        """DEL the flag, then look again: True if the log is empty and the group is released.
+
+        False means batches arrived meanwhile; then the caller should keep applying if it got
+        the flag back, which ``claim_trigger`` tells.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(self.trigger_key)
+        pipe.xlen(self.log_key)
+        _, length = pipe.execute()
+        return int(length) == 0
+
+    def claim_trigger(self) -> bool:
+        return bool(self.client.set(self.trigger_key, b"1", nx=True, px=self.trigger_ttl_ms))
+
+    def trigger_is_set(self) -> bool:
+        return bool(self.client.exists(self.trigger_key))
+
+    # --- failures of the head batch
+
+    def record_failure(self, batch_id: str, error_code: int | None, error: str) -> HeadFailure:
+        now = time.time()
+        previous = self.failure()
+        if previous is not None and previous.batch_id == batch_id:
+            failure = HeadFailure(
+                batch_id, previous.attempts + 1, previous.first_failed_at, now, error_code, error
+            )
+        else:
+            failure = HeadFailure(batch_id, 1, now, now, error_code, error)
+        self.client.hset(
+            self.failure_key,
+            mapping={
+                "batch_id": failure.batch_id,
+                "attempts": failure.attempts,
+                "first_failed_at": repr(failure.first_failed_at),
+                "last_failed_at": repr(failure.last_failed_at),
+                "error_code": "" if error_code is None else str(error_code),
+                "error": error[:2000],
+            },
+        )
+        return failure
+
+    def failure(self) -> HeadFailure | None:
+        raw = self.client.hgetall(self.failure_key)
+        if not raw:
+            return None
+        try:
+            code = raw.get(b"error_code", b"")
+            return HeadFailure(
+                _text(raw[b"batch_id"]),
+                int(raw[b"attempts"]),
+                float(raw[b"first_failed_at"]),
+                float(raw[b"last_failed_at"]),
+                int(code) if code else None,
+                _text(raw.get(b"error", b"")),
+            )
+        except (KeyError, ValueError):
+            return None
+
+    def clear_failure(self) -> None:
+        self.client.delete(self.failure_key)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def max_queued_insert_id(engine: Engine, schema: EntitySchema) -> int:
+    """The highest id an INSERT into ``schema`` still waiting in its group's log uses.
+
+    Only read when an id counter is (re)seeded, so a lost counter can't hand out an id that a
+    queued INSERT already holds.
+    """
+    from beeorm_celery.asyncflush.batch import PAYLOAD_FIELD
+    import json
+
+    client = log_client(engine)
+    key = engine.keys.log(schema.options.async_group)
+    highest = 0
+    last = "-"
+    while True:
+        entries = client.xrange(key, last if last == "-" else "(" + last, "+", count=1000)
+        if not entries:
+            return highest
+        for entry_id, fields in entries:
+            last = _text(entry_id)
+            try:
+                data = json.loads(fields.get(PAYLOAD_FIELD, b"{}"))
+                for op in data.get("ops", []):
+                    if op[0] == "i" and op[1] == schema.table and isinstance(op[2], int):
+                        highest = max(highest, op[2])
+            except (ValueError, TypeError, IndexError, AttributeError):
+                continue

@@ -1,0 +1,76 @@
+"""Settings of the async flush, with their defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_TRIGGER_TTL_S = 30.0
+DEFAULT_MAX_BATCHES_PER_TRANSACTION = 500
+DEFAULT_MAX_OPERATIONS_PER_TRANSACTION = 10_000
+DEFAULT_DRAIN_BUDGET_S = 5.0
+DEFAULT_LINGER_S = 0.05
+DEFAULT_RETRY_BACKOFF_S = 0.5
+DEFAULT_RETRY_BACKOFF_MAX_S = 60.0
+DEFAULT_UNKNOWN_ERROR_DEAD_LETTER_AFTER_S = 300.0
+DEFAULT_DEAD_LETTER_MAX_PER_GROUP = 100_000
+DEFAULT_DEAD_LETTER_MAX_AGE_S = 30 * 24 * 3600.0
+DEFAULT_LOCK_WAIT_TIMEOUT_S = 10
+DEFAULT_SWEEP_INTERVAL_S = 10.0
+DEFAULT_SWEEP_MIN_AGE_S = 5.0
+
+
+@dataclass(frozen=True)
+class AsyncFlushSettings:
+    """How batches are queued and applied. Pass to ``Registry(async_flush=...)``.
+
+    signing_secret
+        When set, every batch is signed (HMAC-SHA256) and a worker refuses (dead-letters) a
+        batch whose signature is missing or wrong. Producers and workers need the same secret.
+    trigger_ttl_s
+        Life of the "a task is on its way" flag. A task lost with its message heals after this
+        long at the latest (the periodic sweep usually sooner).
+    max_batches_per_transaction / max_operations_per_transaction
+        How much of a group's backlog one MySQL transaction applies.
+    drain_budget_s
+        How long one task keeps applying one group before it hands over (re-queues itself),
+        so a busy group cannot starve the others on the same worker.
+    linger_s
+        How long a task waits for more batches when its group's log is empty before it ends.
+        While it waits, producers skip publishing (their flush stays one Redis round trip).
+    retry_backoff_s / retry_backoff_max_s
+        Exponential backoff (with full jitter) between attempts after a temporary error.
+    unknown_error_dead_letter_after_s
+        An error whose class is unknown is retried like a temporary one; a head batch still
+        failing with it after this long is dead-lettered.
+    dead_letter_max_per_group / dead_letter_max_age_s
+        Oldest dead letters beyond the cap, or older than the age, are dropped (logged).
+    lock_wait_timeout_s
+        ``innodb_lock_wait_timeout`` of the applier's sessions: a row locked by someone else
+        fails the attempt after this long (error 1205, retried) instead of holding a worker.
+    sweep_interval_s / sweep_min_age_s
+        A worker re-triggers, every interval, each group whose oldest pending batch is older
+        than the minimum age (its message was lost, or its task died).
+    """
+
+    signing_secret: str | bytes | None = None
+    trigger_ttl_s: float = DEFAULT_TRIGGER_TTL_S
+    max_batches_per_transaction: int = DEFAULT_MAX_BATCHES_PER_TRANSACTION
+    max_operations_per_transaction: int = DEFAULT_MAX_OPERATIONS_PER_TRANSACTION
+    drain_budget_s: float = DEFAULT_DRAIN_BUDGET_S
+    linger_s: float = DEFAULT_LINGER_S
+    retry_backoff_s: float = DEFAULT_RETRY_BACKOFF_S
+    retry_backoff_max_s: float = DEFAULT_RETRY_BACKOFF_MAX_S
+    unknown_error_dead_letter_after_s: float = DEFAULT_UNKNOWN_ERROR_DEAD_LETTER_AFTER_S
+    dead_letter_max_per_group: int = DEFAULT_DEAD_LETTER_MAX_PER_GROUP
+    dead_letter_max_age_s: float = DEFAULT_DEAD_LETTER_MAX_AGE_S
+    lock_wait_timeout_s: int = DEFAULT_LOCK_WAIT_TIMEOUT_S
+    sweep_interval_s: float = DEFAULT_SWEEP_INTERVAL_S
+    sweep_min_age_s: float = DEFAULT_SWEEP_MIN_AGE_S
+
+    @property
+    def secret_bytes(self) -> bytes | None:
+        if self.signing_secret is None:
+            return None
+        if isinstance(self.signing_secret, str):
+            return self.signing_secret.encode()
+        return self.signing_secret

@@ -1,0 +1,120 @@
+"""Redis entity cache: row encoding, and the commands a change writes or a dead letter undoes.
+
+Writes never delete what they replace: a delete leaves a tombstone, a reference list keeps
+``id -> 0``. So a reader that fills the cache from a stale MySQL read (SET NX / HSETNX) can
+never bring back an old state; see ``keys`` for the layout.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from beeorm_celery.keys import COMPLETE_FIELD, TOMBSTONE, Keys
+from beeorm_celery.operations import Operation, OpKind
+
+if TYPE_CHECKING:
+    from redis.client import Pipeline
+
+    from beeorm_celery.schema import EntitySchema
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def encode_row(schema: EntitySchema, values: dict[str, Any]) -> bytes:
+    """A row as a JSON list in column order (without id, which is in the key)."""
+    row = []
+    for column in schema.data_columns:
+        value = values[column.name]
+        row.append(None if value is None else column.type.to_json(value))
+    return _dumps(row).encode()
+
+
+def decode_row(schema: EntitySchema, raw: bytes) -> dict[str, Any]:
+    row = json.loads(raw)
+    columns = schema.data_columns
+    if not isinstance(row, list) or len(row) != len(columns):
+        raise ValueError(f"cached {schema.name} row does not match its columns")
+    return {
+        c.name: (None if v is None else c.type.from_json(v)) for c, v in zip(columns, row, strict=True)
+    }
+
+
+def _index_values(op: Operation, columns: tuple[str, ...], after: bool) -> list[Any] | None:
+    """The values of an index's columns before or after ``op``; None where there is no row."""
+    if after:
+        if op.kind is OpKind.DELETE:
+            return None
+        source = op.full if op.full is not None else {**op.before, **op.values}
+    else:
+        if op.kind is OpKind.INSERT:
+            return None
+        source = op.before
+    values = [source.get(c) for c in columns]
+    return None if any(v is None for v in values) else values
+
+
+def _ref_id(value: Any) -> int | None:
+    return None if value is None else int(value.id)
+
+
+def write_operation(
+    pipe: Pipeline[bytes], keys: Keys, op: Operation, tombstone_ttl_s: int
+) -> None:
+    """Queue on ``pipe`` the Redis writes that make the cache show ``op``'s result."""
+    schema = op.schema
+    if schema.options.redis_cache is None:
+        return
+    entity_key = keys.entity(schema, op.id)
+    if op.kind is OpKind.DELETE:
+        pipe.set(entity_key, TOMBSTONE, ex=tombstone_ttl_s)
+    else:
+        assert op.full is not None
+        pipe.set(entity_key, encode_row(schema, op.full))
+    for index in schema.unique_indexes.values():
+        old = _index_values(op, index.columns, after=False)
+        new = _index_values(op, index.columns, after=True)
+        old_key = keys.unique(schema, index.name, old) if old is not None else None
+        new_key = keys.unique(schema, index.name, new) if new is not None else None
+        if old_key == new_key:
+            continue
+        if old_key is not None:
+            pipe.set(old_key, TOMBSTONE, ex=tombstone_ttl_s)
+        if new_key is not None:
+            pipe.set(new_key, str(op.id))
+    for column in schema.cached_references:
+        old_ref = _ref_id(op.before.get(column.name)) if op.kind is not OpKind.INSERT else None
+        if op.kind is OpKind.DELETE:
+            new_ref = None
+        elif op.full is not None:
+            new_ref = _ref_id(op.full.get(column.name))
+        else:
+            new_ref = _ref_id(op.values.get(column.name, op.before.get(column.name)))
+        if op.kind is OpKind.UPDATE and old_ref == new_ref:
+            continue
+        if old_ref is not None:
+            pipe.hset(keys.reference(schema, column.name, old_ref), str(op.id), "0")
+        if new_ref is not None:
+            pipe.hset(keys.reference(schema, column.name, new_ref), str(op.id), "1")
+    if schema.options.cache_all and op.kind is not OpKind.UPDATE:
+        pipe.hset(keys.all_ids(schema), str(op.id), "0" if op.kind is OpKind.DELETE else "1")
+
+
+def invalidate_operation(pipe: Pipeline[bytes], keys: Keys, op: Operation) -> None:
+    """Queue on ``pipe`` the deletes that make reads of ``op``'s rows fall back to MySQL."""
+    schema = op.schema
+    if schema.options.redis_cache is None:
+        return
+    pipe.delete(keys.entity(schema, op.id))
+    for index in schema.unique_indexes.values():
+        for after in (False, True):
+            values = _index_values(op, index.columns, after=after)
+            if values is not None:
+                pipe.delete(keys.unique(schema, index.name, values))
+    for column in schema.cached_references:
+        refs = {_ref_id(op.before.get(column.name)), _ref_id(op.values.get(column.name))}
+        for ref in refs - {None}:
+            assert ref is not None
+            pipe.hdel(keys.reference(schema, column.name, ref), str(op.id), COMPLETE_FIELD)
+    if schema.options.cache_all:
+        pipe.hdel(keys.all_ids(schema), str(op.id), COMPLETE_FIELD)

@@ -1,0 +1,158 @@
+"""Celery adapter: ``install(app, engine)``.
+
+Registers the task that applies a group's batches (``beeorm_celery.apply``), routes group ``G`` to
+queue ``beeorm.G``, makes ``flush_async()`` on ``engine`` publish through ``app``, and sweeps
+pending groups when a worker starts and every ``sweep_interval_s``. The task is only a trigger:
+the batches live in the group's log, so a lost or duplicated message delays nothing for long
+and doubles nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from celery import Celery, signals
+
+from beeorm_celery.asyncflush.applier import Applier
+from beeorm_celery.asyncflush.log import GroupLog
+from beeorm_celery.errors import ConfigError, TemporaryApplyError
+
+if TYPE_CHECKING:
+    from beeorm_celery.engine import Engine
+
+logger = logging.getLogger(__name__)
+
+TASK_NAME = "beeorm_celery.apply"
+DEFAULT_QUEUE_PREFIX = "beeorm."
+
+
+def queue_for(group: str, prefix: str = DEFAULT_QUEUE_PREFIX) -> str:
+    return f"{prefix}{group}"
+
+
+class CeleryTriggerPublisher:
+    """Publishes the apply task of a group to the group's queue."""
+
+    def __init__(self, task: Any, prefix: str) -> None:
+        self.task = task
+        self.prefix = prefix
+
+    def publish(self, group: str, batch_id: str, summary: str) -> None:
+        self.task.apply_async(
+            args=(group, batch_id),
+            queue=queue_for(group, self.prefix),
+            argsrepr=summary,
+        )
+
+
+def install(
+    app: Celery,
+    engine: Engine,
+    *,
+    queue_prefix: str = DEFAULT_QUEUE_PREFIX,
+    sweep: bool = True,
+) -> Any:
+    """Wire ``engine``'s async flush to ``app``; returns the registered task.
+
+    Run workers on the group queues: ``celery -A worker worker -Q beeorm.default,beeorm.catalog``.
+    """
+    existing = app.tasks.get(TASK_NAME) if app.tasks else None
+    if existing is not None and getattr(existing, "_beeorm_engine", None) is not engine:
+        raise ConfigError(f"{app.main!r} already has {TASK_NAME} installed for another engine")
+    settings = engine.async_settings
+
+    @app.task(  # type: ignore[misc]
+        name=TASK_NAME,
+        bind=True,
+        acks_late=True,  # a worker killed mid-batch leaves the message to be redelivered
+        reject_on_worker_lost=True,
+        ignore_result=True,
+        autoretry_for=(TemporaryApplyError,),
+        retry_backoff=max(1, round(settings.retry_backoff_s)),
+        retry_backoff_max=int(settings.retry_backoff_max_s),
+        retry_jitter=True,
+        max_retries=None,  # a temporary error waits as long as it takes; nothing is dropped
+    )
+    def apply_batches(self: Any, group: Any = None, batch_id: Any = None, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if not isinstance(group, str) or group not in engine.async_groups:
+            logger.error(
+                "ignoring %s with arguments %r: %r is not an async group of this engine (%s)",
+                TASK_NAME, (group, batch_id, *args), group, ", ".join(sorted(engine.async_groups)),
+            )
+            return {"ignored": True, "reason": "unknown group"}
+        report = Applier(engine, group).drain()
+        if report.more:  # time budget spent: queue the rest behind the other groups' tasks
+            publisher.publish(group, "more", f"{group}: backlog continues")
+        return report.as_dict()
+
+    apply_batches._beeorm_engine = engine
+    publisher = CeleryTriggerPublisher(apply_batches, queue_prefix)
+    _add_route(app, queue_prefix)
+    engine.trigger_publisher = publisher
+    if sweep:
+        _install_sweeper(engine, publisher, settings.sweep_interval_s, settings.sweep_min_age_s)
+    return apply_batches
+
+
+def _add_route(app: Celery, prefix: str) -> None:
+    def route(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any) -> Any:
+        if name == TASK_NAME and args and isinstance(args[0], str):
+            return {"queue": queue_for(args[0], prefix)}
+        return None
+
+    current = app.conf.task_routes
+    if current is None:
+        routers: list[Any] = []
+    elif isinstance(current, list | tuple):
+        routers = list(current)
+    else:
+        routers = [current]
+    app.conf.task_routes = [route, *routers]
+
+
+def sweep_once(engine: Engine, publisher: CeleryTriggerPublisher, min_age_s: float) -> list[str]:
+    """Publish a task for each group with a batch pending for ``min_age_s`` or more."""
+    woken: list[str] = []
+    now_ms = time.time() * 1000
+    for group in sorted(engine.async_groups):
+        log = GroupLog(engine, group)
+        oldest = log.oldest_entry_ms()
+        if oldest is None or now_ms - oldest < min_age_s * 1000:
+            continue
+        log.hold_trigger()
+        publisher.publish(group, "sweep", f"{group}: sweep of pending batches")
+        woken.append(group)
+    return woken
+
+
+def _install_sweeper(
+    engine: Engine, publisher: CeleryTriggerPublisher, interval_s: float, min_age_s: float
+) -> None:
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(interval_s):
+            try:
+                woken = sweep_once(engine, publisher, min_age_s)
+                if woken:
+                    logger.warning("sweep re-triggered groups with stale batches: %s", woken)
+            except Exception:
+                logger.exception("async flush sweep failed; trying again in %.0fs", interval_s)
+
+    def on_ready(**_: Any) -> None:
+        try:
+            woken = sweep_once(engine, publisher, 0.0)
+            if woken:
+                logger.info("worker start: triggered groups with pending batches: %s", woken)
+        except Exception:
+            logger.exception("async flush sweep at worker start failed")
+        threading.Thread(target=run, name="beeorm-async-sweep", daemon=True).start()
+
+    def on_shutdown(**_: Any) -> None:
+        stop.set()
+
+    signals.worker_ready.connect(on_ready, weak=False)
+    signals.worker_shutting_down.connect(on_shutdown, weak=False)

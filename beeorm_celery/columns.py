@@ -1,0 +1,378 @@
+"""Column types: how each Python type is validated, stored in MySQL and cached as JSON.
+
+One class per supported annotation. Every conversion a value goes through (validation,
+SQL literal, MySQL result, cache / batch JSON) lives next to the others for the same type,
+so a new type is one class here and one line in ``column_type_for``.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from beeorm_celery.entity import Entity
+
+_BIGINT_MIN = -(2**63)
+_BIGINT_MAX = 2**63 - 1
+_UBIGINT_MAX = 2**64 - 1
+_TEXT_MAX_BYTES = 65_535
+_BLOB_MAX_BYTES = 65_535
+
+
+class InvalidValue(ValueError):
+    """A value a column cannot take; the message is the reason shown to the user."""
+
+
+class ColumnType:
+    """Base of every column type. Subclasses override what differs."""
+
+    python_name = "object"
+    zero: Any = None  # the value a NOT NULL column gets when none is given; None = required
+
+    def sql_type(self) -> str:
+        raise NotImplementedError
+
+    def validate(self, value: Any) -> Any:
+        """Return the value as stored, or raise InvalidValue naming the reason."""
+        raise NotImplementedError
+
+    def to_sql(self, value: Any) -> Any:
+        """The value handed to PyMySQL's escaping."""
+        return value
+
+    def from_sql(self, raw: Any) -> Any:
+        return raw
+
+    def to_json(self, value: Any) -> Any:
+        return value
+
+    def from_json(self, raw: Any) -> Any:
+        return raw
+
+    def _wrong_type(self, value: Any) -> InvalidValue:
+        return InvalidValue(f"expected {self.python_name}, got {type(value).__name__} {value!r:.60}")
+
+
+class IntType(ColumnType):
+    python_name = "int"
+    zero = 0
+
+    def sql_type(self) -> str:
+        return "bigint"
+
+    def validate(self, value: Any) -> int:
+        if type(value) is not int:  # bool is an int subclass but never meant as one
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = int(value)
+            else:
+                raise self._wrong_type(value)
+        if not _BIGINT_MIN <= value <= _BIGINT_MAX:
+            raise InvalidValue(f"{value} is out of the BIGINT range")
+        return value
+
+
+class BoolType(ColumnType):
+    python_name = "bool"
+    zero = False
+
+    def sql_type(self) -> str:
+        return "tinyint(1)"
+
+    def validate(self, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self._wrong_type(value)
+        return value
+
+    def to_sql(self, value: Any) -> Any:
+        return 1 if value else 0
+
+    def from_sql(self, raw: Any) -> bool:
+        return bool(raw)
+
+    def from_json(self, raw: Any) -> bool:
+        return bool(raw)
+
+
+class FloatType(ColumnType):
+    python_name = "float"
+    zero = 0.0
+
+    def sql_type(self) -> str:
+        return "double"
+
+    def validate(self, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self._wrong_type(value)
+        value = float(value)
+        if not math.isfinite(value):
+            raise InvalidValue(f"{value} cannot be stored (MySQL has no NaN or infinity)")
+        return value
+
+    def from_sql(self, raw: Any) -> float:
+        return float(raw)
+
+    def from_json(self, raw: Any) -> float:
+        return float(raw)
+
+
+@dataclass(frozen=True)
+class DecimalType(ColumnType):
+    precision: int
+    scale: int
+    python_name = "Decimal"
+
+    @property
+    def zero(self) -> Decimal:  # type: ignore[override]
+        return Decimal(0).quantize(Decimal(1).scaleb(-self.scale))
+
+    def sql_type(self) -> str:
+        return f"decimal({self.precision},{self.scale})"
+
+    def validate(self, value: Any) -> Decimal:
+        if isinstance(value, bool) or not isinstance(value, Decimal | int):
+            raise self._wrong_type(value)
+        value = Decimal(value)
+        if not value.is_finite():
+            raise InvalidValue(f"{value} cannot be stored in DECIMAL")
+        exponent = value.as_tuple().exponent
+        assert isinstance(exponent, int)
+        if -exponent > self.scale:
+            rounded = value.quantize(Decimal(1).scaleb(-self.scale))
+            if rounded != value:
+                raise InvalidValue(
+                    f"{value} has more than {self.scale} decimal places "
+                    f"(DECIMAL({self.precision},{self.scale}))"
+                )
+            value = rounded
+        integer_digits = len(str(abs(int(value)))) if int(value) != 0 else 0
+        if integer_digits > self.precision - self.scale:
+            raise InvalidValue(
+                f"{value} does not fit DECIMAL({self.precision},{self.scale}): "
+                f"at most {self.precision - self.scale} digits before the point"
+            )
+        return value
+
+    def to_sql(self, value: Any) -> Any:
+        return value
+
+    def from_sql(self, raw: Any) -> Decimal:
+        return Decimal(raw)
+
+    def to_json(self, value: Any) -> Any:
+        return format(value, "f")
+
+    def from_json(self, raw: Any) -> Decimal:
+        try:
+            return Decimal(raw)
+        except InvalidOperation as e:
+            raise InvalidValue(f"{raw!r:.40} is not a decimal") from e
+
+
+@dataclass(frozen=True)
+class StringType(ColumnType):
+    max_length: int | None  # None: TEXT
+    python_name = "str"
+    zero = ""
+
+    def sql_type(self) -> str:
+        return f"varchar({self.max_length})" if self.max_length else "text"
+
+    def validate(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise self._wrong_type(value)
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError as e:
+            raise InvalidValue(f"not valid UTF-8 text ({e.reason} at position {e.start})") from e
+        if self.max_length is not None:
+            if len(value) > self.max_length:
+                raise InvalidValue(
+                    f"{len(value)} characters, more than max_length={self.max_length}"
+                )
+        elif size > _TEXT_MAX_BYTES:
+            raise InvalidValue(f"{size} bytes, more than a TEXT column holds ({_TEXT_MAX_BYTES})")
+        return value
+
+
+@dataclass(frozen=True)
+class BytesType(ColumnType):
+    max_length: int | None  # None: BLOB
+    python_name = "bytes"
+    zero = b""
+
+    def sql_type(self) -> str:
+        return f"varbinary({self.max_length})" if self.max_length else "blob"
+
+    def validate(self, value: Any) -> bytes:
+        if isinstance(value, bytearray | memoryview):
+            value = bytes(value)
+        if not isinstance(value, bytes):
+            raise self._wrong_type(value)
+        limit = self.max_length or _BLOB_MAX_BYTES
+        if len(value) > limit:
+            kind = f"max_length={self.max_length}" if self.max_length else "a BLOB column holds"
+            raise InvalidValue(f"{len(value)} bytes, more than {kind} ({limit})")
+        return value
+
+    def from_sql(self, raw: Any) -> bytes:
+        return bytes(raw)
+
+    def to_json(self, value: Any) -> Any:
+        return base64.b64encode(value).decode("ascii")
+
+    def from_json(self, raw: Any) -> bytes:
+        return base64.b64decode(raw, validate=True)
+
+
+class DateType(ColumnType):
+    python_name = "date"
+
+    def sql_type(self) -> str:
+        return "date"
+
+    def validate(self, value: Any) -> date:
+        if isinstance(value, datetime) or not isinstance(value, date):
+            raise self._wrong_type(value)
+        if not 1000 <= value.year <= 9999:
+            raise InvalidValue(f"year {value.year} is outside MySQL's DATE range (1000-9999)")
+        return value
+
+    def to_json(self, value: Any) -> Any:
+        return value.isoformat()
+
+    def from_json(self, raw: Any) -> date:
+        return date.fromisoformat(raw)
+
+
+class DateTimeType(ColumnType):
+    python_name = "datetime"
+
+    def sql_type(self) -> str:
+        return "datetime(6)"
+
+    def validate(self, value: Any) -> datetime:
+        if not isinstance(value, datetime):
+            raise self._wrong_type(value)
+        if value.tzinfo is not None:
+            raise InvalidValue(
+                "timezone-aware datetimes are not stored (DATETIME has no zone); "
+                "convert to naive UTC first"
+            )
+        if not 1000 <= value.year <= 9999:
+            raise InvalidValue(f"year {value.year} is outside MySQL's DATETIME range (1000-9999)")
+        return value
+
+    def to_json(self, value: Any) -> Any:
+        return value.isoformat()
+
+    def from_json(self, raw: Any) -> datetime:
+        return datetime.fromisoformat(raw)
+
+
+@dataclass(frozen=True)
+class EnumType(ColumnType):
+    enum: type[Enum]
+    python_name = "Enum"
+
+    def sql_type(self) -> str:
+        quoted = ",".join("'" + str(m.value).replace("'", "''") + "'" for m in self.enum)
+        return f"enum({quoted})"
+
+    def validate(self, value: Any) -> Enum:
+        if isinstance(value, self.enum):
+            return value
+        try:  # the member's value is accepted too ("active" for Status.ACTIVE)
+            return self.enum(value)
+        except (ValueError, TypeError):
+            members = ", ".join(m.name for m in self.enum)
+            raise InvalidValue(
+                f"{value!r:.60} is not a member of {self.enum.__name__} ({members})"
+            ) from None
+
+    def to_sql(self, value: Any) -> Any:
+        return value.value
+
+    def from_sql(self, raw: Any) -> Enum:
+        return self.enum(raw)
+
+    def to_json(self, value: Any) -> Any:
+        return value.value
+
+    def from_json(self, raw: Any) -> Enum:
+        try:
+            return self.enum(raw)
+        except ValueError as e:
+            raise InvalidValue(f"{raw!r:.40} is not a member of {self.enum.__name__}") from e
+
+
+@dataclass(frozen=True)
+class ReferenceType(ColumnType):
+    """A BIGINT UNSIGNED column holding the id of another entity."""
+
+    target: type[Entity]
+    python_name = "Reference"
+
+    def sql_type(self) -> str:
+        return "bigint unsigned"
+
+    def validate(self, value: Any) -> Any:
+        from beeorm_celery.entity import Entity, Reference
+
+        if isinstance(value, Reference):
+            if value.entity_type is not self.target:
+                raise InvalidValue(
+                    f"a reference to {value.entity_type.__name__}, expected {self.target.__name__}"
+                )
+            ref_id = value.id
+        elif isinstance(value, Entity):
+            if type(value) is not self.target:
+                raise InvalidValue(f"a {type(value).__name__}, expected {self.target.__name__}")
+            ref_id = value.id
+        elif type(value) is int:
+            ref_id = value
+        else:
+            raise InvalidValue(
+                f"expected {self.target.__name__}, Reference or int id, got {type(value).__name__}"
+            )
+        if not 0 < ref_id <= _UBIGINT_MAX:
+            raise InvalidValue(f"{ref_id} is not a valid id")
+        return Reference(self.target, ref_id)
+
+    def to_sql(self, value: Any) -> Any:
+        return value.id
+
+    def from_sql(self, raw: Any) -> Any:
+        from beeorm_celery.entity import Reference
+
+        return Reference(self.target, int(raw))
+
+    def to_json(self, value: Any) -> Any:
+        return value.id
+
+    def from_json(self, raw: Any) -> Any:
+        from beeorm_celery.entity import Reference
+
+        if type(raw) is not int:
+            raise InvalidValue(f"{raw!r:.40} is not an id")
+        return Reference(self.target, raw)
+
+
+class IdType(ColumnType):
+    python_name = "int"
+
+    def sql_type(self) -> str:
+        return "bigint unsigned"
+
+    def validate(self, value: Any) -> int:
+        if type(value) is not int or not 0 < value <= _UBIGINT_MAX:
+            raise InvalidValue(f"{value!r:.40} is not a valid id")
+        return value
+
+    def from_sql(self, raw: Any) -> int:
+        return int(raw)

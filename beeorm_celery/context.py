@@ -1,0 +1,251 @@
+"""``Context``: the unit of work. Tracks new, edited and deleted entities, flushes them, reads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from beeorm_celery.columns import InvalidValue
+from beeorm_celery.entity import Entity, field_values
+from beeorm_celery.errors import ValidationError
+from beeorm_celery.operations import Operation, OpKind, keyed_columns
+from beeorm_celery.reads import Reader
+
+if TYPE_CHECKING:
+    from beeorm_celery.async_reads import Page
+    from beeorm_celery.engine import Engine
+    from beeorm_celery.query import Pager, Where
+    from beeorm_celery.schema import EntitySchema
+
+E = TypeVar("E", bound=Entity)
+
+
+@dataclass
+class _Tracked:
+    kind: OpKind
+    entity: Entity  # the object the user changes (a copy, for edits)
+    original: Entity | None  # for edits and deletes: the object it was copied from
+    before: dict[str, Any]  # column values when tracking started (edits, deletes)
+
+
+class Context:
+    """A unit of work, like BeeORM's ``beeorm.Context``. Not thread-safe: one per request/job.
+
+    After a flush the flushed entities are read-only again (``ctx.edit`` them for more changes)
+    and the originals of edited copies hold the new values.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._reader = Reader(engine)
+        self._tracked: dict[tuple[str, int], _Tracked] = {}
+
+    # --- tracking
+
+    def new_entity(self, entity_type: type[E], **values: Any) -> E:
+        """A new tracked entity with its id already set (from the table's Redis counter)."""
+        schema = self.engine.schema(entity_type)
+        if "id" in values:
+            raise TypeError(f"{schema.name}.id is assigned by new_entity, not passed in")
+        unknown = set(values) - set(schema.columns_by_name)
+        if unknown:
+            raise TypeError(f"{schema.name} has no field {sorted(unknown)[0]!r}")
+        entity = entity_type.__new__(entity_type)
+        state = entity.__dict__
+        state.update(schema.default_values())
+        state.update(values)
+        state["id"] = self.engine.ids.next_id(schema)
+        state["_bo_editable"] = True
+        self._tracked[(schema.table, state["id"])] = _Tracked(OpKind.INSERT, entity, None, {})
+        return entity
+
+    def edit(self, entity: E) -> E:
+        """A tracked, editable copy of ``entity``; the original is unchanged until flush."""
+        schema = self.engine.schema(type(entity))
+        key = (schema.table, entity.id)
+        tracked = self._tracked.get(key)
+        if tracked is not None and tracked.kind is not OpKind.DELETE:
+            return tracked.entity  # type: ignore[return-value]
+        copy = type(entity).__new__(type(entity))
+        before = field_values(entity)
+        copy.__dict__.update(before)
+        copy.__dict__["_bo_editable"] = True
+        self._tracked[key] = _Tracked(OpKind.UPDATE, copy, entity, before)
+        return copy
+
+    def delete(self, entity: Entity) -> None:
+        """Track a delete (of an entity never flushed: just forget it)."""
+        schema = self.engine.schema(type(entity))
+        key = (schema.table, entity.id)
+        tracked = self._tracked.get(key)
+        if tracked is not None and tracked.kind is OpKind.INSERT:
+            del self._tracked[key]
+            return
+        if tracked is not None:
+            original = tracked.original or entity
+            before = tracked.before
+        else:
+            original, before = entity, field_values(entity)
+        self._tracked[key] = _Tracked(OpKind.DELETE, original, original, before)
+
+    def clear(self) -> None:
+        """Forget everything tracked and not flushed."""
+        self._tracked.clear()
+
+    @property
+    def pending(self) -> int:
+        """How many entities are tracked and not flushed."""
+        return len(self._tracked)
+
+    # --- flushing
+
+    def flush(self) -> None:
+        """Validate, run all SQL in one transaction per MySQL pool, then update the caches."""
+        from beeorm_celery.flush import flush_sync
+
+        ops = self._operations()
+        if ops:
+            flush_sync(self.engine, ops)
+        self._done()
+
+    def flush_async(self) -> None:
+        """Validate, update the caches at once, and queue the SQL for the workers.
+
+        One batch per async group, appended to the group's log in Redis together with the
+        cache writes (one round trip per Redis pool); a Celery task is published only for a
+        group that has none waiting.
+        """
+        from beeorm_celery.asyncflush.producer import flush_async
+
+        ops = self._operations()
+        if ops:
+            flush_async(self.engine, ops)
+        self._done()
+
+    flush_lazy = flush_async  # BeeORM's older name
+
+    def _operations(self) -> list[Operation]:
+        ops: list[Operation] = []
+        for tracked in self._tracked.values():
+            schema = self.engine.schema(type(tracked.entity))
+            if tracked.kind is OpKind.DELETE:
+                before = {c: tracked.before.get(c) for c in keyed_columns(schema)}
+                ops.append(Operation(OpKind.DELETE, schema, tracked.entity.id, {}, before))
+                continue
+            full = _validated(schema, tracked.entity)
+            if tracked.kind is OpKind.INSERT:
+                ops.append(Operation(OpKind.INSERT, schema, tracked.entity.id, full, {}, full))
+                continue
+            changed = {
+                name: value
+                for name, value in full.items()
+                if name not in tracked.before or not _same(tracked.before[name], value)
+            }
+            if not changed:
+                continue
+            before = {c: tracked.before.get(c) for c in keyed_columns(schema)}
+            ops.append(Operation(OpKind.UPDATE, schema, tracked.entity.id, changed, before, full))
+        return ops
+
+    def _done(self) -> None:
+        for tracked in self._tracked.values():
+            state = tracked.entity.__dict__
+            state.pop("_bo_editable", None)
+            if tracked.kind is OpKind.UPDATE and tracked.original is not None:
+                tracked.original.__dict__.update(field_values(tracked.entity))
+        self._tracked.clear()
+
+    # --- reads
+
+    def get_by_id(self, entity_type: type[E], entity_id: int) -> E | None:
+        """The entity or None: local cache, then Redis, then MySQL."""
+        return self._reader.get_by_id(self.engine.schema(entity_type), entity_id)  # type: ignore[return-value]
+
+    def get_by_ids(self, entity_type: type[E], ids: Sequence[int]) -> list[E | None]:
+        """Entities in the order of ``ids``, None where missing; one round trip per layer."""
+        return self._reader.get_by_ids(self.engine.schema(entity_type), ids)  # type: ignore[return-value]
+
+    def get_by_unique_index(self, entity_type: type[E], index: str, *values: Any) -> E | None:
+        return self._reader.get_by_unique_index(  # type: ignore[return-value]
+            self.engine.schema(entity_type), index, values
+        )
+
+    def get_by_reference(self, entity_type: type[E], field: str, ref: Any) -> list[E]:
+        """Entities whose Reference ``field`` points at ``ref`` (an entity or an id)."""
+        return self._reader.get_by_reference(self.engine.schema(entity_type), field, ref)  # type: ignore[return-value]
+
+    def get_all(self, entity_type: type[E]) -> list[E]:
+        return self._reader.get_all(self.engine.schema(entity_type))  # type: ignore[return-value]
+
+    def search(self, entity_type: type[E], where: Where | None = None, pager: Pager | None = None) -> list[E]:
+        return self._reader.search(self.engine.schema(entity_type), where, pager)  # type: ignore[return-value]
+
+    def search_ids(self, entity_type: type[Entity], where: Where | None = None, pager: Pager | None = None) -> list[int]:
+        return self._reader.search_ids(self.engine.schema(entity_type), where, pager)
+
+    def count(self, entity_type: type[Entity], where: Where | None = None) -> int:
+        return self._reader.count(self.engine.schema(entity_type), where)
+
+    # --- async reads (run on the engine's query pool; see async_reads)
+
+    def search_async(
+        self,
+        entity_type: type[E],
+        where: Where | None = None,
+        pager: Pager | None = None,
+        *,
+        timeout: float | None = None,
+        pool: str | None = None,
+    ) -> Future[list[E]]:
+        return self.engine.query_runner.search(self._reader, self.engine.schema(entity_type), where, pager, timeout=timeout, pool=pool)  # type: ignore[return-value]
+
+    def count_async(
+        self,
+        entity_type: type[Entity],
+        where: Where | None = None,
+        *,
+        timeout: float | None = None,
+        pool: str | None = None,
+    ) -> Future[int]:
+        return self.engine.query_runner.count(self.engine.schema(entity_type), where, timeout=timeout, pool=pool)
+
+    def paginate_async(
+        self,
+        entity_type: type[E],
+        where: Where | None,
+        page: int,
+        per_page: int,
+        *,
+        timeout: float | None = None,
+        pool: str | None = None,
+    ) -> Future[Page[E]]:
+        return self.engine.query_runner.paginate(self._reader, self.engine.schema(entity_type), where, page, per_page, timeout=timeout, pool=pool)  # type: ignore[return-value]
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def _validated(schema: EntitySchema, entity: Entity) -> dict[str, Any]:
+    """Every data column's value as it will be stored, or ValidationError for the first bad one."""
+    state = entity.__dict__
+    result: dict[str, Any] = {}
+    for column in schema.data_columns:
+        value = state.get(column.name)
+        if value is None:
+            if not column.nullable:
+                reason = "is required" if column.required else "cannot be None (the column is NOT NULL)"
+                raise ValidationError(schema.name, column.name, reason, entity.id)
+            result[column.name] = None
+            continue
+        try:
+            value = column.type.validate(value)
+        except InvalidValue as e:
+            raise ValidationError(schema.name, column.name, str(e), entity.id) from None
+        if column.required and value in ("", b""):
+            raise ValidationError(schema.name, column.name, "is required (empty)", entity.id)
+        result[column.name] = value
+        state[column.name] = value  # the stored form (an id becomes a Reference, ...)
+    return result

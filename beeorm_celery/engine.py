@@ -1,0 +1,251 @@
+"""``Engine``: the validated registry at run time: pools, schemas, caches, contexts."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from beeorm_celery import ddl
+from beeorm_celery.entity import Entity
+from beeorm_celery.errors import ConfigError
+from beeorm_celery.ids import IdAllocator
+from beeorm_celery.keys import Keys
+from beeorm_celery.local_cache import InvalidationListener, LocalCache
+from beeorm_celery.mysql import MySQLConfig, MySQLPool
+
+if TYPE_CHECKING:
+    from beeorm_celery.async_reads import QueryRunner, QueryStats
+    from beeorm_celery.asyncflush.deadletters import DeadLetters
+    from beeorm_celery.asyncflush.producer import TriggerPublisher
+    from beeorm_celery.asyncflush.settings import AsyncFlushSettings
+    from beeorm_celery.asyncflush.stats import GroupStats
+    from beeorm_celery.context import Context
+    from beeorm_celery.operations import Operation
+    from beeorm_celery.schema import EntitySchema
+
+
+class Engine:
+    """Built by ``Registry.validate()``; thread-safe; one per process is the usual setup.
+
+    Connections open lazily, so an engine can be built at import time (a Celery app module)
+    and used after ``fork()``.
+    """
+
+    def __init__(
+        self,
+        *,
+        schemas: dict[type[Entity], EntitySchema],
+        mysql: dict[str, MySQLConfig],
+        redis_urls: dict[str, str],
+        key_prefix: str,
+        id_block_size: int,
+        tombstone_ttl_s: int,
+        async_settings: AsyncFlushSettings,
+        async_redis_pool: str,
+        query_workers: int,
+    ) -> None:
+        self._schemas = schemas
+        self._by_table = {(s.options.mysql_pool, s.table): s for s in schemas.values()}
+        self.keys = Keys(key_prefix)
+        self.mysql = {name: MySQLPool(config) for name, config in mysql.items()}
+        self._redis_urls = redis_urls
+        self._redis: dict[str, redis.Redis] = {}
+        self._redis_lock = threading.Lock()
+        self.tombstone_ttl_s = tombstone_ttl_s
+        self.async_settings = async_settings
+        self.async_redis_pool = async_redis_pool
+        self.query_workers = query_workers
+        self.trigger_publisher: TriggerPublisher | None = None
+        self.local_caches: dict[str, LocalCache] = {
+            s.table: LocalCache(s.options.local_cache)
+            for s in schemas.values()
+            if s.options.local_cache is not None
+        }
+        self._listener: InvalidationListener | None = None
+        if self.local_caches:
+            pool = "default" if "default" in redis_urls else next(iter(redis_urls))
+            self.invalidation_pool = pool
+            self._listener = InvalidationListener(
+                self.redis(pool),
+                self.keys.invalidation_channel,
+                on_message=self._drop_local,
+                on_reset=self._clear_local,
+            )
+        self.ids = IdAllocator(self.keys, self._id_redis, self._seed_id, id_block_size)
+        self._query_runner: QueryRunner | None = None
+        self._query_runner_lock = threading.Lock()
+
+    # --- lookups
+
+    def schema(self, entity: type[Entity]) -> EntitySchema:
+        schema = self._schemas.get(entity)
+        if schema is None:
+            raise ConfigError(
+                f"{getattr(entity, '__name__', entity)} is not registered with this engine; "
+                "add it with registry.register_entity(...)"
+            )
+        return schema
+
+    @property
+    def schemas(self) -> list[EntitySchema]:
+        return list(self._schemas.values())
+
+    def schema_for_table(self, mysql_pool: str, table: str) -> EntitySchema | None:
+        return self._by_table.get((mysql_pool, table))
+
+    def redis(self, pool: str) -> redis.Redis:
+        client = self._redis.get(pool)
+        if client is not None:
+            return client
+        url = self._redis_urls.get(pool)
+        if url is None:
+            raise ConfigError(f"Redis pool {pool!r} is not registered; call register_redis(url, pool={pool!r})")
+        with self._redis_lock:
+            client = self._redis.get(pool)
+            if client is None:
+                # redis-py's connection pool notices fork() and reconnects in the child
+                client = redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+                self._redis[pool] = client
+        return client
+
+    def redis_for(self, schema: EntitySchema) -> redis.Redis:
+        assert schema.options.redis_cache is not None
+        return self.redis(schema.options.redis_cache)
+
+    def _id_redis(self, schema: EntitySchema) -> redis.Redis:
+        pool = schema.options.redis_cache or self.async_redis_pool
+        if pool not in self._redis_urls:
+            if not self._redis_urls:
+                raise ConfigError("new ids come from a Redis counter: call register_redis(url)")
+            pool = next(iter(self._redis_urls))
+        return self.redis(pool)
+
+    def _seed_id(self, schema: EntitySchema) -> int:
+        with self.mysql[schema.options.mysql_pool].connection() as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT COALESCE(MAX(`id`), 0) FROM `{schema.table}`")
+            row = cur.fetchone()
+        highest = int(row[0]) if row else 0
+        if self.async_redis_pool in self._redis_urls:
+            from beeorm_celery.asyncflush.log import max_queued_insert_id
+
+            highest = max(highest, max_queued_insert_id(self, schema))
+        return highest
+
+    # --- local caches
+
+    def local_cache(self, schema: EntitySchema) -> LocalCache | None:
+        """The entity's local cache, or None when off or not trustworthy right now."""
+        cache = self.local_caches.get(schema.table)
+        if cache is None or self._listener is None:
+            return None
+        self._listener.ensure_started()
+        return cache if self._listener.healthy else None
+
+    def _drop_local(self, changes: dict[str, list[int]]) -> None:
+        for table, ids in changes.items():
+            cache = self.local_caches.get(table)
+            if cache is not None:
+                cache.drop(ids)
+
+    def _clear_local(self) -> None:
+        for cache in self.local_caches.values():
+            cache.clear()
+
+    def invalidation_message(self, ops: Iterable[Operation]) -> bytes | None:
+        """The pub/sub message telling other processes which locally cached rows changed."""
+        if self._listener is None:
+            return None
+        changes: dict[str, list[int]] = {}
+        for op in ops:
+            if op.schema.table in self.local_caches:
+                changes.setdefault(op.schema.table, []).append(op.id)
+        return self._listener.encode(changes) if changes else None
+
+    # --- contexts and schema
+
+    def new_context(self) -> Context:
+        from beeorm_celery.context import Context
+
+        return Context(self)
+
+    def schema_alters(self) -> list[str]:
+        """The SQL ``update_schema()`` would run, in order (empty: everything matches)."""
+        statements: list[str] = []
+        for pool_name, pool in self.mysql.items():
+            with pool.connection() as conn:
+                statements.extend(ddl.applied_table_alters(conn))
+                for schema in self._schemas.values():
+                    if schema.options.mysql_pool == pool_name:
+                        statements.extend(ddl.alters_for(conn, schema))
+        return statements
+
+    def update_schema(self) -> list[str]:
+        """Create and alter tables to match the entities; returns what it ran."""
+        ran: list[str] = []
+        for pool_name, pool in self.mysql.items():
+            with pool.connection() as conn:
+                pending = list(ddl.applied_table_alters(conn))
+                for schema in self._schemas.values():
+                    if schema.options.mysql_pool == pool_name:
+                        pending.extend(ddl.alters_for(conn, schema))
+                with conn.cursor() as cursor:
+                    for statement in pending:
+                        cursor.execute(statement)
+                        ran.append(statement)
+        return ran
+
+    # --- async flush
+
+    @property
+    def async_groups(self) -> dict[str, str]:
+        """Every async group and the MySQL pool it is applied to."""
+        return {s.options.async_group: s.options.mysql_pool for s in self._schemas.values()}
+
+    @property
+    def dead_letters(self) -> DeadLetters:
+        from beeorm_celery.asyncflush.deadletters import DeadLetters
+
+        return DeadLetters(self)
+
+    def async_stats(self) -> dict[str, GroupStats]:
+        """Per async group: pending, oldest_pending_seconds, dead_letters, applied."""
+        from beeorm_celery.asyncflush.stats import async_stats
+
+        return async_stats(self)
+
+    # --- async reads
+
+    @property
+    def query_runner(self) -> QueryRunner:
+        from beeorm_celery.async_reads import QueryRunner
+
+        with self._query_runner_lock:
+            if self._query_runner is None:
+                self._query_runner = QueryRunner(self, self.query_workers)
+            return self._query_runner
+
+    def query_stats(self) -> dict[str, QueryStats]:
+        """Per MySQL pool: queries, errors, timeouts, cancellations, total and average seconds."""
+        return self.query_runner.stats()
+
+    # --- lifetime
+
+    def close(self) -> None:
+        """Stop background threads and close every connection. The engine is unusable after."""
+        if self._query_runner is not None:
+            self._query_runner.close()
+        if self._listener is not None:
+            self._listener.stop()
+        for pool in self.mysql.values():
+            pool.close()
+        for client in self._redis.values():
+            client.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,110 @@
+"""Every error this library raises.
+
+::
+
+    BeeormError
+    ├── ConfigError                  registry / entity declaration is inconsistent
+    ├── ValidationError              a tracked entity holds a value MySQL would not take
+    ├── ReadOnlyEntityError          an entity was changed without ctx.edit() (also AttributeError)
+    ├── FlushError                   MySQL refused a synchronous flush (code, statement)
+    │   └── DuplicateKeyError        ... because of a unique index
+    ├── QueryError                   a read failed in MySQL
+    │   ├── QueryTimeoutError        ... because it ran past its timeout
+    │   └── QueryCancelledError      ... because it was cancelled (killed in MySQL)
+    ├── AllQueriesFailedError        race(): every future failed (carries all errors)
+    └── AsyncFlushError              the async flush machinery
+        ├── MalformedBatchError      a queued batch cannot be read (bad bytes, signature, schema)
+        ├── TemporaryApplyError      MySQL said "try again later"; the batch stays at the head
+        └── DeadLetterNotFoundError  no dead letter with that id (also KeyError)
+"""
+
+from __future__ import annotations
+
+
+class BeeormError(Exception):
+    """The root of every error raised by beeorm_celery."""
+
+
+class ConfigError(BeeormError):
+    """The registry or an entity declaration is inconsistent; the message says how to fix it."""
+
+
+class ValidationError(BeeormError):
+    """A tracked entity holds a value that would not be stored as given.
+
+    Raised by ``flush()`` / ``flush_async()`` before anything is written, cached or queued.
+    """
+
+    def __init__(self, entity: str, field: str, reason: str, entity_id: int | None = None) -> None:
+        self.entity = entity
+        self.field = field
+        self.reason = reason
+        self.entity_id = entity_id
+        where = f"{entity}(id={entity_id})" if entity_id is not None else entity
+        super().__init__(f"{where}.{field}: {reason}")
+
+
+class ReadOnlyEntityError(BeeormError, AttributeError):
+    """An entity that is not tracked for editing was changed."""
+
+
+class FlushError(BeeormError):
+    """MySQL refused the statements of a synchronous ``flush()``; nothing was committed."""
+
+    def __init__(self, message: str, code: int | None = None, statement: str | None = None) -> None:
+        self.code = code
+        self.statement = statement
+        super().__init__(message)
+
+
+class DuplicateKeyError(FlushError):
+    """A synchronous flush broke a unique index (MySQL error 1062)."""
+
+
+class QueryError(BeeormError):
+    """A read query failed in MySQL."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class QueryTimeoutError(QueryError):
+    """A read ran past its ``timeout=``; MySQL stopped it."""
+
+
+class QueryCancelledError(QueryError):
+    """A read was cancelled; MySQL killed it."""
+
+
+class AllQueriesFailedError(BeeormError):
+    """``race()`` found no successful future; ``errors`` holds each one's exception in order."""
+
+    def __init__(self, errors: list[BaseException]) -> None:
+        self.errors = errors
+        summary = "; ".join(f"{type(e).__name__}: {e}" for e in errors)
+        super().__init__(f"all {len(errors)} queries failed: {summary}")
+
+
+class AsyncFlushError(BeeormError):
+    """Something went wrong in the async flush machinery."""
+
+
+class MalformedBatchError(AsyncFlushError):
+    """A queued batch or message cannot be read safely; it is never executed."""
+
+
+class TemporaryApplyError(AsyncFlushError):
+    """MySQL reported a temporary failure; the batch stays at the head of its group."""
+
+    def __init__(self, message: str, code: int | None = None, group: str | None = None) -> None:
+        self.code = code
+        self.group = group
+        super().__init__(message)
+
+
+class DeadLetterNotFoundError(AsyncFlushError, KeyError):
+    """No dead letter has that id."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "dead letter not found"

@@ -1,0 +1,186 @@
+"""A small, fork-safe pool of PyMySQL connections for one MySQL server ("pool" in BeeORM terms)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+import pymysql
+from pymysql.connections import Connection
+
+from beeorm_celery.defaults import (
+    DEFAULT_MYSQL_CONNECT_TIMEOUT_S,
+    DEFAULT_MYSQL_PING_AFTER_IDLE_S,
+    DEFAULT_MYSQL_POOL_SIZE,
+)
+from beeorm_celery.errors import ConfigError
+
+# Strict mode makes MySQL refuse bad data instead of truncating it silently.
+_SESSION_SQL_MODE = "STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION,ERROR_FOR_DIVISION_BY_ZERO"
+
+
+@dataclass(frozen=True)
+class MySQLConfig:
+    name: str
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+    pool_size: int = DEFAULT_MYSQL_POOL_SIZE
+    connect_timeout_s: float = DEFAULT_MYSQL_CONNECT_TIMEOUT_S
+    unix_socket: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_url(cls, url: str, name: str, pool_size: int = DEFAULT_MYSQL_POOL_SIZE) -> MySQLConfig:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("mysql", "mariadb", "mysql+pymysql"):
+            raise ConfigError(
+                f"MySQL pool {name!r}: URL {url!r} must look like mysql://user:pass@host:3306/db"
+            )
+        database = parsed.path.lstrip("/")
+        if not database:
+            raise ConfigError(f"MySQL pool {name!r}: URL {url!r} names no database")
+        query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        return cls(
+            name=name,
+            host=parsed.hostname or "127.0.0.1",
+            port=parsed.port or 3306,
+            user=unquote(parsed.username or "root"),
+            password=unquote(parsed.password or ""),
+            database=database,
+            pool_size=pool_size,
+            unix_socket=query.pop("unix_socket", None),
+            options=query,
+        )
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without the password, for messages."""
+        return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+class MySQLPool:
+    """Hands out connections, at most ``pool_size`` at once; a waiting caller blocks.
+
+    After ``fork()`` the child never touches the parent's sockets: it starts with no idle
+    connections (Celery's prefork workers import the engine in the parent).
+    """
+
+    def __init__(self, config: MySQLConfig) -> None:
+        self.config = config
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(config.pool_size)
+        self._idle: list[tuple[Connection[Any], float]] = []
+        self._pid = os.getpid()
+        self._server_is_mariadb: bool | None = None
+        self._closed = False
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def new_connection(self, **overrides: Any) -> Connection[Any]:
+        """A connection outside the pool (the caller closes it)."""
+        c = self.config
+        kwargs: dict[str, Any] = {
+            "host": c.host,
+            "port": c.port,
+            "user": c.user,
+            "password": c.password,
+            "database": c.database,
+            "charset": "utf8mb4",
+            "autocommit": True,
+            "connect_timeout": c.connect_timeout_s,
+            "init_command": f"SET SESSION sql_mode='{_SESSION_SQL_MODE}'",
+        }
+        if c.unix_socket:
+            kwargs["unix_socket"] = c.unix_socket
+        kwargs.update(overrides)
+        return pymysql.connect(**kwargs)
+
+    def _reset_after_fork(self) -> None:
+        # The parent's sockets belong to the parent: forget them, never close them from here.
+        self._pid = os.getpid()
+        self._idle = []
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(self.config.pool_size)
+
+    def acquire(self, timeout_s: float | None = None) -> Connection[Any]:
+        if self._pid != os.getpid():
+            self._reset_after_fork()
+        if self._closed:
+            raise ConfigError(f"MySQL pool {self.name!r} is closed (engine.close() was called)")
+        if not self._slots.acquire(timeout=timeout_s if timeout_s is not None else -1):
+            raise TimeoutError(f"no free connection in MySQL pool {self.name!r} after {timeout_s}s")
+        try:
+            with self._lock:
+                entry = self._idle.pop() if self._idle else None
+            if entry is None:
+                return self.new_connection()
+            conn, idle_since = entry
+            if time.monotonic() - idle_since > DEFAULT_MYSQL_PING_AFTER_IDLE_S:
+                conn.ping(reconnect=True)
+            return conn
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def release(self, conn: Connection[Any], broken: bool = False) -> None:
+        if self._pid != os.getpid():
+            return  # a connection from before fork: not ours to pool
+        try:
+            if broken or not conn.open or self._closed:
+                _close_quietly(conn)
+            else:
+                with self._lock:
+                    self._idle.append((conn, time.monotonic()))
+        finally:
+            self._slots.release()
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection[Any]]:
+        """A pooled connection; an error inside rolls back, a broken link is thrown away."""
+        conn = self.acquire()
+        broken = False
+        try:
+            yield conn
+        except BaseException as e:
+            broken = isinstance(e, pymysql.err.OperationalError | pymysql.err.InterfaceError)
+            if not broken:
+                try:
+                    conn.rollback()
+                except Exception:
+                    broken = True
+            raise
+        finally:
+            self.release(conn, broken)
+
+    @property
+    def is_mariadb(self) -> bool:
+        if self._server_is_mariadb is None:
+            with self.connection() as conn:
+                self._server_is_mariadb = "mariadb" in conn.get_server_info().lower()
+        return self._server_is_mariadb
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            idle, self._idle = self._idle, []
+        if self._pid == os.getpid():
+            for conn, _ in idle:
+                _close_quietly(conn)
+
+
+def _close_quietly(conn: Connection[Any]) -> None:
+    try:
+        conn.close()
+    except Exception:
+        pass

@@ -1,0 +1,113 @@
+"""``Where`` and ``Pager``: BeeORM's query pieces."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from pymysql.converters import escape_item
+
+from beeorm_celery.entity import Entity, Reference
+from beeorm_celery.errors import QueryError
+
+
+def _sql_value(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, Entity | Reference):
+        return str(int(value.id))
+    if isinstance(value, Enum):
+        value = value.value
+    if isinstance(value, list | tuple | set | frozenset):
+        items = list(value)
+        if not items:
+            return "(NULL)"  # `x IN (NULL)` matches nothing, like an empty list should
+        return "(" + ", ".join(_sql_value(v) for v in items) + ")"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int | float | Decimal | str | bytes | date):
+        return str(escape_item(value, "utf8mb4"))
+    raise QueryError(f"cannot use a {type(value).__name__} as a query parameter: {value!r:.60}")
+
+
+class Where:
+    """A WHERE clause with BeeORM's ``?`` placeholders::
+
+        Where("`price` > ? AND `stock` > ?", 10, 0)
+        Where("`id` IN ?", [1, 2, 3])          # a list expands to (1, 2, 3)
+
+    Values are escaped by PyMySQL. A ``?`` inside a quoted string is left alone.
+    """
+
+    __slots__ = ("params", "sql")
+
+    def __init__(self, sql: str = "1", *params: Any) -> None:
+        self.sql = sql
+        self.params = params
+        self.render()  # fail here, where the mistake was made
+
+    def render(self) -> str:
+        """The clause with every placeholder replaced by an escaped literal."""
+        out: list[str] = []
+        params = iter(self.params)
+        used = 0
+        quote: str | None = None
+        for char in self.sql:
+            if quote is not None:
+                out.append(char)
+                if char == quote:
+                    quote = None
+                continue
+            if char in ("'", '"', "`"):
+                quote = char
+                out.append(char)
+            elif char == "?":
+                try:
+                    out.append(_sql_value(next(params)))
+                except StopIteration:
+                    raise QueryError(
+                        f"Where({self.sql!r}) has more ? placeholders than the "
+                        f"{len(self.params)} parameters given"
+                    ) from None
+                used += 1
+            else:
+                out.append(char)
+        if used != len(self.params):
+            raise QueryError(
+                f"Where({self.sql!r}) has {used} ? placeholders but {len(self.params)} parameters"
+            )
+        return "".join(out)
+
+    def __repr__(self) -> str:
+        return f"Where({self.sql!r}, {', '.join(repr(p) for p in self.params)})"
+
+
+@dataclass(frozen=True)
+class Pager:
+    """Page ``page`` (from 1) of ``per_page`` rows."""
+
+    page: int = 1
+    per_page: int = 50
+
+    def __post_init__(self) -> None:
+        if self.page < 1 or self.per_page < 1:
+            raise QueryError(f"Pager(page={self.page}, per_page={self.per_page}): both must be >= 1")
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.per_page
+
+    def limit_sql(self) -> str:
+        return f" LIMIT {self.offset}, {self.per_page}"
+
+
+def where_sql(where: Where | None) -> str:
+    return " WHERE " + where.render() if where is not None else ""
+
+
+def ids_in(ids: Sequence[int] | Iterable[int]) -> str:
+    return ", ".join(str(int(i)) for i in ids)

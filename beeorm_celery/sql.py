@@ -1,0 +1,97 @@
+"""SQL statements built from operations.
+
+Identifiers come only from registered schemas (never from a batch or a user string), values
+only through PyMySQL's escaping. Connections run with a strict sql_mode that never includes
+NO_BACKSLASH_ESCAPES, which that escaping relies on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pymysql.converters import escape_item
+
+from beeorm_celery.operations import Operation, OpKind
+
+if TYPE_CHECKING:
+    from beeorm_celery.schema import Column, EntitySchema
+
+
+def literal(column: Column, value: Any) -> str:
+    if value is None:
+        return "NULL"
+    return str(escape_item(column.type.to_sql(value), "utf8mb4"))
+
+
+def column_list(schema: EntitySchema) -> str:
+    return ", ".join(f"`{c.name}`" for c in schema.columns)
+
+
+def select_sql(schema: EntitySchema) -> str:
+    return f"SELECT {column_list(schema)} FROM `{schema.table}`"
+
+
+def _row_literal(schema: EntitySchema, op: Operation) -> str:
+    values = op.values
+    parts = [str(op.id)]
+    for column in schema.data_columns:
+        parts.append(literal(column, values[column.name]))
+    return "(" + ", ".join(parts) + ")"
+
+
+def insert_sql(schema: EntitySchema, ops: Sequence[Operation]) -> str:
+    rows = ", ".join(_row_literal(schema, op) for op in ops)
+    return f"INSERT INTO `{schema.table}` ({column_list(schema)}) VALUES {rows}"
+
+
+def update_sql(op: Operation) -> str:
+    schema = op.schema
+    sets = ", ".join(
+        f"`{name}` = {literal(schema.columns_by_name[name], value)}"
+        for name, value in op.values.items()
+    )
+    return f"UPDATE `{schema.table}` SET {sets} WHERE `id` = {op.id}"
+
+
+def delete_sql(op: Operation) -> str:
+    return f"DELETE FROM `{op.schema.table}` WHERE `id` = {op.id}"
+
+
+def operation_sql(op: Operation) -> str:
+    """The single statement one operation runs (as shown in dead letters)."""
+    if op.kind is OpKind.INSERT:
+        return insert_sql(op.schema, [op])
+    if op.kind is OpKind.UPDATE:
+        return update_sql(op)
+    return delete_sql(op)
+
+
+def statements(ops: Iterable[Operation]) -> list[tuple[str, list[Operation]]]:
+    """Statements for ``ops`` in order; consecutive INSERTs into one table become one.
+
+    Each statement comes with the operations it carries (to name the failing one).
+    An UPDATE without changed columns produces nothing.
+    """
+    result: list[tuple[str, list[Operation]]] = []
+    pending: list[Operation] = []
+
+    def close_inserts() -> None:
+        if pending:
+            result.append((insert_sql(pending[0].schema, pending), list(pending)))
+            pending.clear()
+
+    for op in ops:
+        if op.kind is OpKind.INSERT:
+            if pending and pending[0].schema is not op.schema:
+                close_inserts()
+            pending.append(op)
+            continue
+        close_inserts()
+        if op.kind is OpKind.UPDATE:
+            if op.values:
+                result.append((update_sql(op), [op]))
+        else:
+            result.append((delete_sql(op), [op]))
+    close_inserts()
+    return result

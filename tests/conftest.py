@@ -1,0 +1,96 @@
+"""Fixtures for real services. Each test gets its own database and Redis key prefix."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from beeorm_celery import Engine, Entity, Registry
+from tests.support import services
+
+
+@pytest.fixture(scope="session")
+def mysql_server_url() -> Iterator[str]:
+    try:
+        with services.mysql_server() as url:
+            yield url
+    except services.ServiceUnavailable as e:
+        pytest.exit(str(e), returncode=3)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    try:
+        with services.redis_server() as url:
+            yield url
+    except services.ServiceUnavailable as e:
+        pytest.exit(str(e), returncode=3)
+
+
+@pytest.fixture
+def mysql_url(mysql_server_url: str) -> Iterator[str]:
+    """The URL of a fresh database, dropped after the test."""
+    url = services.new_database(mysql_server_url)
+    yield url
+    services.drop_database(url)
+
+
+@pytest.fixture
+def key_prefix(redis_url: str) -> Iterator[str]:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    yield prefix
+    services.delete_keys(redis_url, prefix)
+
+
+@pytest.fixture
+def make_engine(
+    mysql_url: str, redis_url: str, key_prefix: str
+) -> Iterator[Callable[..., Engine]]:
+    """``make_engine(*entities, **registry_kwargs)``: an engine on this test's database and
+    prefix, with the schema created. Closed after the test."""
+    engines: list[Engine] = []
+
+    def make(*entities: type[Entity], update_schema: bool = True, **kwargs: Any) -> Engine:
+        kwargs.setdefault("key_prefix", key_prefix)
+        registry = Registry(**kwargs)
+        registry.register_mysql(mysql_url)
+        registry.register_redis(redis_url)
+        registry.register_entity(*entities)
+        engine = registry.validate()
+        engines.append(engine)
+        if update_schema:
+            engine.update_schema()
+        return engine
+
+    yield make
+    for engine in engines:
+        engine.close()
+
+
+@pytest.fixture(scope="session")
+def broker_url(redis_url: str) -> str:
+    """The Celery broker: the same Redis server, database 14 (queues are prefixed per test)."""
+    return redis_url.rsplit("/", 1)[0] + "/14"
+
+
+@pytest.fixture
+def celery_harness(
+    mysql_url: str, redis_url: str, broker_url: str, key_prefix: str, tmp_path: Any
+) -> Iterator[Callable[..., Any]]:
+    """``celery_harness(**async_options)``: engine + Celery app + worker processes for this test."""
+    from tests.support.workers import CeleryHarness
+
+    harnesses: list[CeleryHarness] = []
+
+    def make(**async_options: Any) -> CeleryHarness:
+        harness = CeleryHarness(mysql_url, redis_url, broker_url, key_prefix, tmp_path, async_options)
+        harnesses.append(harness)
+        return harness
+
+    yield make
+    for harness in harnesses:
+        harness.close()
+    services.delete_keys(broker_url, key_prefix)

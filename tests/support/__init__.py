@@ -1,0 +1,1 @@
+"""Helpers shared by the test modules (real services, worker processes, models)."""

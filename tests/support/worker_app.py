@@ -1,0 +1,54 @@
+"""The Celery app that test workers run: ``celery -A tests.support.worker_app worker``.
+
+Everything comes from the environment the test sets (this is the edge where that belongs):
+BEEORM_TEST_DB_URL, BEEORM_TEST_REDIS_URL, BEEORM_TEST_PREFIX, BEEORM_TEST_BROKER_URL and
+BEEORM_TEST_ASYNC (JSON keyword arguments of AsyncFlushSettings).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from celery import Celery
+
+from beeorm_celery import AsyncFlushSettings, Engine, Registry
+from beeorm_celery.celery import install
+from tests.support import models
+
+
+def build_engine(db_url: str, redis_url: str, prefix: str, async_options: dict[str, object]) -> Engine:
+    registry = Registry(key_prefix=prefix, async_flush=AsyncFlushSettings(**async_options))  # type: ignore[arg-type]
+    registry.register_mysql(db_url)
+    registry.register_redis(redis_url)
+    registry.register_entity(*models.ALL)
+    return registry.validate()
+
+
+def build_app(broker_url: str, prefix: str) -> Celery:
+    app = Celery("beeorm_test_worker")
+    app.conf.update(
+        broker_url=broker_url,
+        # every test gets its own queues in the shared Redis broker
+        broker_transport_options={"global_keyprefix": f"{prefix}:q:", "visibility_timeout": 60},
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+if "BEEORM_TEST_DB_URL" in os.environ:
+    engine = build_engine(
+        os.environ["BEEORM_TEST_DB_URL"],
+        os.environ["BEEORM_TEST_REDIS_URL"],
+        os.environ["BEEORM_TEST_PREFIX"],
+        json.loads(os.environ.get("BEEORM_TEST_ASYNC", "{}")),
+    )
+    app = build_app(os.environ["BEEORM_TEST_BROKER_URL"], os.environ["BEEORM_TEST_PREFIX"])
+    install(app, engine)
