@@ -54,10 +54,14 @@ def install(
     *,
     queue_prefix: str = DEFAULT_QUEUE_PREFIX,
     sweep: bool = True,
+    harden_redis_broker: bool = True,
 ) -> Any:
     """Wire ``engine``'s async flush to ``app``; returns the registered task.
 
     Run workers on the group queues: ``celery -A worker worker -Q beeorm.default,beeorm.catalog``.
+    With a Redis broker and no ``broker_transport`` of your own, the worker uses
+    ``beeorm_celery.broker``'s transport, which moves garbage found in a queue aside instead of
+    letting it stop the worker (``harden_redis_broker=False`` keeps kombu's).
     """
     existing = app.tasks.get(TASK_NAME) if app.tasks else None
     if existing is not None and getattr(existing, "_beeorm_engine", None) is not engine:
@@ -66,6 +70,7 @@ def install(
 
     @app.task(  # type: ignore[misc]
         name=TASK_NAME,
+        shared=False,  # Celery would otherwise add it to every app created later
         bind=True,
         acks_late=True,  # a worker killed mid-batch leaves the message to be redelivered
         reject_on_worker_lost=True,
@@ -91,6 +96,8 @@ def install(
     apply_batches._beeorm_engine = engine
     publisher = CeleryTriggerPublisher(apply_batches, queue_prefix)
     _add_route(app, queue_prefix)
+    if harden_redis_broker:
+        _harden_redis_broker(app)
     engine.trigger_publisher = publisher
     if sweep:
         _install_sweeper(engine, publisher, settings.sweep_interval_s, settings.sweep_min_age_s)
@@ -113,14 +120,31 @@ def _add_route(app: Celery, prefix: str) -> None:
     app.conf.task_routes = [route, *routers]
 
 
-def sweep_once(engine: Engine, publisher: CeleryTriggerPublisher, min_age_s: float) -> list[str]:
-    """Publish a task for each group with a batch pending for ``min_age_s`` or more."""
+def _harden_redis_broker(app: Celery) -> None:
+    from beeorm_celery.broker import TRANSPORT_PATH
+
+    url = str(app.conf.broker_url or "")
+    if app.conf.broker_transport is None and url.startswith(("redis://", "rediss://")):
+        app.conf.broker_transport = TRANSPORT_PATH
+
+
+def sweep_once(
+    engine: Engine, publisher: CeleryTriggerPublisher, min_age_s: float, trust_trigger: bool
+) -> list[str]:
+    """Publish a task for each group with a batch pending for ``min_age_s`` or more.
+
+    With ``trust_trigger`` a group whose trigger flag is set is left alone: a task is on its way
+    or a worker is applying it (maybe waiting on a lock), and a flag whose holder died expires
+    by itself (``trigger_ttl_s``), after which the next sweep wakes the group.
+    """
     woken: list[str] = []
     now_ms = time.time() * 1000
     for group in sorted(engine.async_groups):
         log = GroupLog(engine, group)
         oldest = log.oldest_entry_ms()
         if oldest is None or now_ms - oldest < min_age_s * 1000:
+            continue
+        if trust_trigger and not log.claim_trigger():
             continue
         log.hold_trigger()
         publisher.publish(group, "sweep", f"{group}: sweep of pending batches")
@@ -136,15 +160,16 @@ def _install_sweeper(
     def run() -> None:
         while not stop.wait(interval_s):
             try:
-                woken = sweep_once(engine, publisher, min_age_s)
+                woken = sweep_once(engine, publisher, min_age_s, trust_trigger=True)
                 if woken:
                     logger.warning("sweep re-triggered groups with stale batches: %s", woken)
             except Exception:
                 logger.exception("async flush sweep failed; trying again in %.0fs", interval_s)
 
     def on_ready(**_: Any) -> None:
+        # At start, flags may be left by a worker that died: wake every group with a backlog.
         try:
-            woken = sweep_once(engine, publisher, 0.0)
+            woken = sweep_once(engine, publisher, 0.0, trust_trigger=False)
             if woken:
                 logger.info("worker start: triggered groups with pending batches: %s", woken)
         except Exception:

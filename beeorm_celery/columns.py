@@ -11,7 +11,7 @@ import base64
 import math
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -140,23 +140,30 @@ class DecimalType(ColumnType):
         value = Decimal(value)
         if not value.is_finite():
             raise InvalidValue(f"{value} cannot be stored in DECIMAL")
-        exponent = value.as_tuple().exponent
+        # Counted on the digits, not with arithmetic: the default context has 28 digits, so
+        # quantize() on a DECIMAL(65,30) value raised InvalidOperation instead of saying why.
+        _, digits, exponent = value.as_tuple()
         assert isinstance(exponent, int)
-        if -exponent > self.scale:
-            rounded = value.quantize(Decimal(1).scaleb(-self.scale))
-            if rounded != value:
+        fraction_digits = -exponent
+        if fraction_digits > self.scale:
+            beyond = digits[-(fraction_digits - self.scale) :]
+            if any(beyond):
                 raise InvalidValue(
                     f"{value} has more than {self.scale} decimal places "
                     f"(DECIMAL({self.precision},{self.scale}))"
                 )
-            value = rounded
-        integer_digits = len(str(abs(int(value)))) if int(value) != 0 else 0
+        integer_digits = 0 if value.is_zero() else max(0, len(digits) + exponent)
         if integer_digits > self.precision - self.scale:
             raise InvalidValue(
                 f"{value} does not fit DECIMAL({self.precision},{self.scale}): "
                 f"at most {self.precision - self.scale} digits before the point"
             )
-        return value
+        # The stored form, as MySQL gives it back: exactly `scale` places, no negative zero.
+        # (So the cache, unique-index keys and change detection see one form per number.)
+        with localcontext() as context:
+            context.prec = self.precision + 1
+            value = value.quantize(Decimal(1).scaleb(-self.scale))
+        return value.copy_abs() if value.is_zero() else value
 
     def to_sql(self, value: Any) -> Any:
         return value
@@ -281,7 +288,10 @@ class EnumType(ColumnType):
     python_name = "Enum"
 
     def sql_type(self) -> str:
-        quoted = ",".join("'" + str(m.value).replace("'", "''") + "'" for m in self.enum)
+        # Backslashes too: MySQL reads them as escapes in the DDL ('a\b' would become 'ab')
+        quoted = ",".join(
+            "'" + str(m.value).replace("\\", "\\\\").replace("'", "''") + "'" for m in self.enum
+        )
         return f"enum({quoted})"
 
     def validate(self, value: Any) -> Enum:

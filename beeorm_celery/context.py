@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -14,7 +13,7 @@ from beeorm_celery.operations import Operation, OpKind, keyed_columns
 from beeorm_celery.reads import Reader
 
 if TYPE_CHECKING:
-    from beeorm_celery.async_reads import Page
+    from beeorm_celery.async_reads import Page, QueryFuture
     from beeorm_celery.engine import Engine
     from beeorm_celery.query import Pager, Where
     from beeorm_celery.schema import EntitySchema
@@ -188,7 +187,12 @@ class Context:
     def count(self, entity_type: type[Entity], where: Where | None = None) -> int:
         return self._reader.count(self.engine.schema(entity_type), where)
 
-    # --- async reads (run on the engine's query pool; see async_reads)
+    # --- async reads (run on the engine's query runner; see beeorm_celery/async_reads)
+    #
+    # Each returns a QueryFuture at once (a concurrent.futures.Future: asyncio.wrap_future
+    # awaits it). ``timeout`` seconds is enforced by MySQL itself (QueryTimeoutError);
+    # ``future.cancel()`` kills a running query; ``pool`` reads from another MySQL pool
+    # (a replica). The Context may be used from one thread only; the futures from any.
 
     def search_async(
         self,
@@ -198,8 +202,13 @@ class Context:
         *,
         timeout: float | None = None,
         pool: str | None = None,
-    ) -> Future[list[E]]:
-        return self.engine.query_runner.search(self._reader, self.engine.schema(entity_type), where, pager, timeout=timeout, pool=pool)  # type: ignore[return-value]
+    ) -> QueryFuture[list[E]]:
+        """What ``search`` returns, later. Cached entities load through the caches."""
+        schema = self.engine.schema(entity_type)
+        runner = self.engine.query_runner
+        return runner.search(  # type: ignore[return-value]
+            self._reader, schema, where, pager, timeout=timeout, pool=pool
+        )
 
     def count_async(
         self,
@@ -208,8 +217,10 @@ class Context:
         *,
         timeout: float | None = None,
         pool: str | None = None,
-    ) -> Future[int]:
-        return self.engine.query_runner.count(self.engine.schema(entity_type), where, timeout=timeout, pool=pool)
+    ) -> QueryFuture[int]:
+        """What ``count`` returns, later."""
+        schema = self.engine.schema(entity_type)
+        return self.engine.query_runner.count(schema, where, timeout=timeout, pool=pool)
 
     def paginate_async(
         self,
@@ -220,8 +231,16 @@ class Context:
         *,
         timeout: float | None = None,
         pool: str | None = None,
-    ) -> Future[Page[E]]:
-        return self.engine.query_runner.paginate(self._reader, self.engine.schema(entity_type), where, page, per_page, timeout=timeout, pool=pool)  # type: ignore[return-value]
+    ) -> QueryFuture[Page[E]]:
+        """A ``Page``: the count and page ``page`` (from 1) of ``per_page`` entities.
+
+        Two statements on one connection; ``timeout`` covers both together.
+        """
+        schema = self.engine.schema(entity_type)
+        runner = self.engine.query_runner
+        return runner.paginate(  # type: ignore[return-value]
+            self._reader, schema, where, page, per_page, timeout=timeout, pool=pool
+        )
 
 
 def _same(a: Any, b: Any) -> bool:

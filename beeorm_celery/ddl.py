@@ -35,7 +35,12 @@ APPLIED_TABLE_SQL = (
 
 
 def normalize_type(column_type: str) -> str:
-    t = column_type.lower().strip()
+    t = column_type.strip()
+    if t.lower().startswith(("enum(", "set(")):
+        # the members keep their case: renaming 'Up' to 'UP' is a change to apply
+        head, _, members = t.partition("(")
+        return f"{head.lower()}({members}"
+    t = t.lower()
     if t.startswith("tinyint(1)"):
         return t  # the one display width that means something: BOOL
     return _INT_WIDTH.sub(r"\1", t)

@@ -222,6 +222,9 @@ class Engine:
     def query_runner(self) -> QueryRunner:
         from beeorm_celery.async_reads import QueryRunner
 
+        runner = self._query_runner
+        if runner is not None:  # every async read passes here: skip the lock once it exists
+            return runner
         with self._query_runner_lock:
             if self._query_runner is None:
                 self._query_runner = QueryRunner(self, self.query_workers)

@@ -56,10 +56,17 @@ class Where:
         params = iter(self.params)
         used = 0
         quote: str | None = None
+        escaped = False
         for char in self.sql:
             if quote is not None:
                 out.append(char)
-                if char == quote:
+                if escaped:
+                    escaped = False
+                elif char == "\\" and quote != "`":
+                    # MySQL strings take backslash escapes: 'it\'s ?' is one string, and the
+                    # ? in it is text, not a placeholder (identifiers in backticks do not)
+                    escaped = True
+                elif char == quote:
                     quote = None
                 continue
             if char in ("'", '"', "`"):

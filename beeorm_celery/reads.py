@@ -125,18 +125,19 @@ class Reader:
             entity_id, values = row_values(schema, row)
             loaded[entity_id] = values
         for entity_id in ids:
-            values = loaded.get(entity_id)
-            found[entity_id] = make_entity(schema, entity_id, values) if values else None
+            got = loaded.get(entity_id)
+            # `is not None`: an entity without fields has an empty (falsy) dict of values
+            found[entity_id] = make_entity(schema, entity_id, got) if got is not None else None
         if schema.options.redis_cache is not None:
             pipe = self.engine.redis_for(schema).pipeline(transaction=False)
             ttl = self.engine.tombstone_ttl_s
             for entity_id in ids:
                 key = self.engine.keys.entity(schema, entity_id)
-                values = loaded.get(entity_id)
-                if values is None:
+                got = loaded.get(entity_id)
+                if got is None:
                     pipe.set(key, TOMBSTONE, nx=True, ex=ttl)
                 else:
-                    pipe.set(key, encode_row(schema, values), nx=True)
+                    pipe.set(key, encode_row(schema, got), nx=True)
             pipe.execute()
 
     # --- by unique index

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import re
 import sys
 import types
@@ -137,7 +138,9 @@ def _column_type(cls: type, name: str, annotation: Any, spec: FieldSpec) -> Colu
     if origin is Reference:
         (target,) = typing.get_args(annotation)
         if not (isinstance(target, type) and issubclass(target, Entity)):
-            raise _fail(cls, f"field {name!r}: Reference[...] needs an Entity class, got {target!r}")
+            raise _fail(
+                cls, f"field {name!r}: Reference[...] needs an Entity class, got {target!r}"
+            )
         return ReferenceType(target)
     if annotation is bool:
         return BoolType()
@@ -188,17 +191,42 @@ def _resolve_hints(cls: type[Entity], namespace: dict[str, Any]) -> dict[str, An
         module = sys.modules.get(klass.__module__)
         globalns = dict(vars(module)) if module else {}
         localns = {**namespace, "Reference": Reference, klass.__name__: klass}
-        for name, annotation in klass.__dict__.get("__annotations__", {}).items():
-            if isinstance(annotation, str):
-                try:
-                    annotation = eval(annotation, globalns, localns)  # noqa: S307 - the class's own code
-                except NameError as e:
-                    raise _fail(
-                        cls, f"field {name!r}: cannot resolve {annotation!r} ({e}); "
-                        "register the entity it names, or import the type in its module"
-                    ) from e
-            hints[name] = annotation
+        for name, annotation in inspect.get_annotations(klass).items():
+            try:
+                hints[name] = _evaluate(annotation, globalns, localns)
+            except Exception as e:  # NameError mostly; a broken annotation is a config error too
+                raise _fail(
+                    cls,
+                    f"field {name!r}: cannot resolve {annotation!r} ({e}); "
+                    "register the entity it names, or import the type in its module",
+                ) from e
     return hints
+
+
+def _evaluate(annotation: Any, globalns: dict[str, Any], localns: dict[str, Any]) -> Any:
+    """``annotation`` with every string and ForwardRef in it evaluated.
+
+    Without ``from __future__ import annotations`` a forward reference is written
+    ``Reference["Node"] | None``: the string then sits as a ForwardRef *inside* an evaluated
+    annotation, so evaluating top-level strings alone is not enough.
+    """
+    if isinstance(annotation, str):
+        # eval of the class's own annotation text, in its own module: what typing does too
+        annotation = eval(annotation, globalns, localns)
+    if isinstance(annotation, typing.ForwardRef):
+        return _evaluate(annotation.__forward_arg__, globalns, localns)
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is None or not args:
+        return annotation
+    resolved = tuple(_evaluate(a, globalns, localns) for a in args)
+    if resolved == args:
+        return annotation
+    if origin is Union or origin is types.UnionType:
+        return Union[resolved]  # noqa: UP007 - rebuilding from a tuple of types
+    if origin is Reference:
+        return Reference[resolved[0]]  # type: ignore[valid-type]
+    return annotation  # unsupported anyway; reported as such with its own name
 
 
 def build_schema(cls: type[Entity], namespace: dict[str, Any]) -> EntitySchema:

@@ -1,0 +1,194 @@
+"""How results look: rich tables for people, plain JSON for scripts.
+
+Everything that comes from data (SQL, error messages, group names) goes into ``Text`` so that
+brackets in it are never read as rich markup.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import click
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from beeorm_celery.asyncflush.applier import DrainReport
+    from beeorm_celery.asyncflush.deadletters import DeadLetter
+    from beeorm_celery.asyncflush.stats import GroupStats
+
+ERROR_WIDTH = 60
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def shorten(message: str, width: int = ERROR_WIDTH) -> str:
+    flat = " ".join(message.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def compact_table(title: str, caption: str | None = None) -> Table:
+    """Rules under the header only: more room for data in an 80-column terminal or log."""
+    return Table(
+        title=title,
+        caption=caption,
+        title_justify="left",
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 1, 0, 0),
+    )
+
+
+# --- stats
+
+
+def stats_json(stats: Mapping[str, GroupStats]) -> dict[str, Any]:
+    return {group: s.as_dict() for group, s in stats.items()}
+
+
+def stats_table(stats: Mapping[str, GroupStats], caption: str | None = None) -> Table:
+    table = compact_table("async flush", caption)
+    table.add_column("group", no_wrap=True)
+    for name in ("pending", "oldest pending s", "dead letters", "applied batches", "applied ops"):
+        table.add_column(name, justify="right")
+    table.add_column("trigger")
+    for group, s in stats.items():
+        table.add_row(
+            Text(group),
+            str(s.pending),
+            f"{s.oldest_pending_seconds:.1f}",
+            Text(str(s.dead_letters), style="bold red" if s.dead_letters else ""),
+            str(s.applied),
+            str(s.applied_operations),
+            "set" if s.trigger_set else "-",
+        )
+    return table
+
+
+# --- dead letters
+
+
+def dead_json(dead: DeadLetter) -> dict[str, Any]:
+    return {
+        "id": dead.id,
+        "group": dead.group,
+        "batch_id": dead.batch_id,
+        "error_code": dead.error_code,
+        "error": dead.error,
+        "attempts": dead.attempts,
+        "failed_at": dead.failed_at.isoformat(),
+        "first_failed_at": dead.first_failed_at.isoformat(),
+        "failing_statement": dead.failing_statement,
+        "sql": list(dead.sql),
+        "malformed": dead.malformed,
+        "replay_of": dead.replay_of,
+    }
+
+
+def dead_table(dead_letters: Sequence[DeadLetter], total: int, width: int) -> Table:
+    """One line per dead letter in ``width`` columns: ids whole, the error cut to fit."""
+    caption = None
+    if total > len(dead_letters):
+        caption = f"{len(dead_letters)} of {total} shown (--limit)"
+    rows = [
+        (
+            d.id,
+            d.group,
+            "-" if d.error_code is None else str(d.error_code),
+            ("(malformed) " if d.malformed else "") + d.error,
+            str(d.attempts),
+            # no year: it keeps the line within 80 columns ('dead show' has the full date)
+            d.failed_at.strftime("%m-%d %H:%M:%S"),
+        )
+        for d in dead_letters
+    ]
+    headers = ("id", "group", "code", "error", "attempts", "failed at (UTC)")
+    natural = [max([len(h)] + [len(r[n]) for r in rows]) for n, h in enumerate(headers)]
+    # rich would shrink every column to fit; only the error may shrink (ids must stay whole)
+    gaps = 2 * len(headers) - 1  # a space of padding and a space of divider, none at the end
+    error_width = max(12, min(ERROR_WIDTH, width - gaps - sum(natural) + natural[3]))
+    table = compact_table(f"dead letters: {total}", caption)
+    for n, header in enumerate(headers):
+        if header == "error":
+            table.add_column(header, no_wrap=True, overflow="ellipsis", max_width=error_width)
+        else:
+            justify: Literal["left", "right"] = "right" if n in (2, 4) else "left"
+            table.add_column(header, no_wrap=True, min_width=natural[n], justify=justify)
+    for r in rows:
+        table.add_row(*(Text(r[0]), Text(r[1]), r[2], Text(shorten(r[3], error_width)), *r[4:]))
+    return table
+
+
+def dead_detail(dead: DeadLetter) -> RenderableType:
+    fields = Table.grid(padding=(0, 2))
+    fields.add_column(style="bold", no_wrap=True)
+    fields.add_column()
+    rows: list[tuple[str, str]] = [
+        ("id", dead.id),
+        ("group", dead.group),
+        ("batch id", dead.batch_id),
+        ("error code", "-" if dead.error_code is None else str(dead.error_code)),
+        ("error", dead.error),
+        ("attempts", str(dead.attempts)),
+        ("failed at", when(dead.failed_at)),
+        ("first failed at", when(dead.first_failed_at)),
+        ("malformed", "yes (cannot be retried, only removed)" if dead.malformed else "no"),
+        ("replay of", dead.replay_of or "-"),
+    ]
+    for name, value in rows:
+        fields.add_row(name, Text(value))
+    parts: list[RenderableType] = [fields, Text()]
+    parts.append(Text("failing statement:", style="bold"))
+    parts.append(Text(dead.failing_statement or "-"))
+    parts.append(Text())
+    count = len(dead.sql)
+    plural = "" if count == 1 else "s"
+    parts.append(Text(f"SQL ({count} statement{plural}, in order):", style="bold"))
+    # mark the statement only when it is unambiguous: a batch may repeat a statement
+    failed_once = dead.sql.count(dead.failing_statement) == 1 if dead.failing_statement else False
+    for n, statement in enumerate(dead.sql, 1):
+        marker = "  <- failed" if failed_once and statement == dead.failing_statement else ""
+        parts.append(Text(f"{n:>4}  {statement}{marker}"))
+    return Group(*parts)
+
+
+# --- consume
+
+
+def report_json(report: Mapping[str, DrainReport]) -> dict[str, Any]:
+    return {
+        group: {
+            "applied_batches": r.applied_batches,
+            "applied_operations": r.applied_operations,
+            "dead_lettered": r.dead_lettered,
+        }
+        for group, r in report.items()
+    }
+
+
+def report_table(report: Mapping[str, DrainReport]) -> Table:
+    table = compact_table("consumed")
+    table.add_column("group", no_wrap=True)
+    table.add_column("applied batches", justify="right")
+    table.add_column("applied ops", justify="right")
+    table.add_column("dead-lettered", justify="right")
+    for group, r in report.items():
+        table.add_row(
+            Text(group),
+            str(r.applied_batches),
+            str(r.applied_operations),
+            Text(str(r.dead_lettered), style="bold red" if r.dead_lettered else ""),
+        )
+    return table
