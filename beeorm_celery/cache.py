@@ -58,49 +58,79 @@ def _ref_id(value: Any) -> int | None:
     return None if value is None else int(value.id)
 
 
-def write_operation(
-    pipe: Pipeline[bytes], keys: Keys, op: Operation, tombstone_ttl_s: int
-) -> None:
-    """Queue on ``pipe`` the Redis writes that make the cache show ``op``'s result."""
-    schema = op.schema
-    if schema.options.redis_cache is None:
-        return
-    entity_key = keys.entity(schema, op.id)
-    if op.kind is OpKind.DELETE:
-        pipe.set(entity_key, TOMBSTONE, ex=tombstone_ttl_s)
-    else:
-        assert op.full is not None
-        pipe.set(entity_key, encode_row(schema, op.full))
-    for index in schema.unique_indexes.values():
-        old = _index_values(op, index.columns, after=False)
-        new = _index_values(op, index.columns, after=True)
-        old_key = keys.unique(schema, index.name, old) if old is not None else None
-        new_key = keys.unique(schema, index.name, new) if new is not None else None
-        if old_key == new_key:
-            continue
-        if old_key is not None:
-            pipe.set(old_key, TOMBSTONE, ex=tombstone_ttl_s)
-        if new_key is not None:
-            pipe.set(new_key, str(op.id))
-    for column in schema.cached_references:
-        old_ref = _ref_id(op.before.get(column.name)) if op.kind is not OpKind.INSERT else None
+class CacheWrites:
+    """The Redis writes of one flush for one Redis pool, merged into few commands.
+
+    Every key keeps only its last value (in operation order), so one MSET carries all plain
+    values, one SET EX each tombstone, and one HSET each list hash, whatever the number of
+    operations: a flush of 100 entities stays a handful of commands.
+    """
+
+    def __init__(self, keys: Keys, tombstone_ttl_s: int) -> None:
+        self.keys = keys
+        self.tombstone_ttl_s = tombstone_ttl_s
+        self.values: dict[str, bytes] = {}  # key -> value (None-TTL) ...
+        self.tombstones: dict[str, bool] = {}  # ... or a tombstone with a TTL
+        self.hashes: dict[str, dict[str, str]] = {}
+
+    def _set(self, key: str, value: bytes) -> None:
+        self.tombstones.pop(key, None)
+        self.values[key] = value
+
+    def _tombstone(self, key: str) -> None:
+        self.values.pop(key, None)
+        self.tombstones[key] = True
+
+    def _hset(self, key: str, field: int, value: str) -> None:
+        self.hashes.setdefault(key, {})[str(field)] = value
+
+    def add(self, op: Operation) -> None:
+        """Record the writes that make the cache show ``op``'s result."""
+        schema = op.schema
+        keys = self.keys
         if op.kind is OpKind.DELETE:
-            new_ref = None
-        elif op.full is not None:
-            new_ref = _ref_id(op.full.get(column.name))
+            self._tombstone(keys.entity(schema, op.id))
         else:
-            new_ref = _ref_id(op.values.get(column.name, op.before.get(column.name)))
-        if op.kind is OpKind.UPDATE and old_ref == new_ref:
-            continue
-        if old_ref is not None:
-            pipe.hset(keys.reference(schema, column.name, old_ref), str(op.id), "0")
-        if new_ref is not None:
-            pipe.hset(keys.reference(schema, column.name, new_ref), str(op.id), "1")
-    if schema.options.cache_all and op.kind is not OpKind.UPDATE:
-        pipe.hset(keys.all_ids(schema), str(op.id), "0" if op.kind is OpKind.DELETE else "1")
+            assert op.full is not None
+            self._set(keys.entity(schema, op.id), encode_row(schema, op.full))
+        for index in schema.unique_indexes.values():
+            old = _index_values(op, index.columns, after=False)
+            new = _index_values(op, index.columns, after=True)
+            old_key = keys.unique(schema, index.name, old) if old is not None else None
+            new_key = keys.unique(schema, index.name, new) if new is not None else None
+            if old_key == new_key:
+                continue
+            if old_key is not None:
+                self._tombstone(old_key)
+            if new_key is not None:
+                self._set(new_key, str(op.id).encode())
+        for column in schema.cached_references:
+            old_ref = _ref_id(op.before.get(column.name)) if op.kind is not OpKind.INSERT else None
+            if op.kind is OpKind.DELETE:
+                new_ref = None
+            elif op.full is not None:
+                new_ref = _ref_id(op.full.get(column.name))
+            else:
+                new_ref = _ref_id(op.values.get(column.name, op.before.get(column.name)))
+            if op.kind is OpKind.UPDATE and old_ref == new_ref:
+                continue
+            if old_ref is not None:
+                self._hset(keys.reference(schema, column.name, old_ref), op.id, "0")
+            if new_ref is not None:
+                self._hset(keys.reference(schema, column.name, new_ref), op.id, "1")
+        if schema.options.cache_all and op.kind is not OpKind.UPDATE:
+            self._hset(keys.all_ids(schema), op.id, "0" if op.kind is OpKind.DELETE else "1")
+
+    def emit(self, pipe: Pipeline) -> None:
+        if self.values:
+            pipe.mset(self.values)
+        for key in self.tombstones:
+            pipe.set(key, TOMBSTONE, ex=self.tombstone_ttl_s)
+        for key, fields in self.hashes.items():
+            pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
 
 
-def invalidate_operation(pipe: Pipeline[bytes], keys: Keys, op: Operation) -> None:
+def invalidate_operation(pipe: Pipeline, keys: Keys, op: Operation) -> None:
     """Queue on ``pipe`` the deletes that make reads of ``op``'s rows fall back to MySQL."""
     schema = op.schema
     if schema.options.redis_cache is None:

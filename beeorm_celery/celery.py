@@ -68,7 +68,7 @@ def install(
         raise ConfigError(f"{app.main!r} already has {TASK_NAME} installed for another engine")
     settings = engine.async_settings
 
-    @app.task(  # type: ignore[misc]
+    @app.task(  # type: ignore[untyped-decorator]
         name=TASK_NAME,
         shared=False,  # Celery would otherwise add it to every app created later
         bind=True,

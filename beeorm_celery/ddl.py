@@ -113,13 +113,18 @@ def alters_for(conn: Connection[Any], schema: EntitySchema) -> list[str]:
         prev = existing_indexes.get(name)
         cols = (prev.columns if prev else ()) + (column,)
         existing_indexes[name] = Index(name, cols, not int(non_unique))
-    changes = _column_changes(schema, existing) + _index_changes(schema, existing_indexes)
+    converting = bool(statements)  # CONVERT TO already moves every text column to utf8mb4
+    changes = _column_changes(schema, existing, converting) + _index_changes(
+        schema, existing_indexes
+    )
     if changes:
         statements.append(f"ALTER TABLE `{table}` " + ", ".join(changes))
     return statements
 
 
-def _column_changes(schema: EntitySchema, existing: dict[str, ExistingColumn]) -> list[str]:
+def _column_changes(
+    schema: EntitySchema, existing: dict[str, ExistingColumn], converting: bool = False
+) -> list[str]:
     changes: list[str] = []
     previous = None
     for column in schema.columns:
@@ -130,7 +135,9 @@ def _column_changes(schema: EntitySchema, existing: dict[str, ExistingColumn]) -
             changes.append(f"ADD COLUMN {column.sql_definition()}{position}")
             continue
         wanted_type = normalize_type(column.type.sql_type())
-        wrong_charset = have.charset is not None and not have.charset.startswith("utf8mb4")
+        wrong_charset = (
+            not converting and have.charset is not None and not have.charset.startswith("utf8mb4")
+        )
         if have.type != wanted_type or have.nullable != column.nullable or wrong_charset:
             changes.append(f"MODIFY COLUMN {column.sql_definition()}")
     wanted = set(schema.columns_by_name)

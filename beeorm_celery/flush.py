@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pymysql
 
-from beeorm_celery.cache import write_operation
+from beeorm_celery.cache import CacheWrites
 from beeorm_celery.errors import DuplicateKeyError, FlushError
 from beeorm_celery.operations import Operation, OpKind
 from beeorm_celery.reads import make_entity
@@ -53,7 +53,7 @@ def _run_transaction(engine: Engine, pool_name: str, ops: list[Operation]) -> No
             ) from e
 
 
-def update_caches(engine: Engine, ops: Sequence[Operation], pipes: dict[str, object] | None = None) -> None:
+def update_caches(engine: Engine, ops: Sequence[Operation]) -> None:
     """Write every change to Redis (one pipeline per pool), the local caches and pub/sub."""
     by_pool: dict[str, list[Operation]] = {}
     for op in ops:
@@ -64,8 +64,10 @@ def update_caches(engine: Engine, ops: Sequence[Operation], pipes: dict[str, obj
         by_pool.setdefault(engine.invalidation_pool, [])
     for pool, pool_ops in by_pool.items():
         pipe = engine.redis(pool).pipeline(transaction=True)
+        writes = CacheWrites(engine.keys, engine.tombstone_ttl_s)
         for op in pool_ops:
-            write_operation(pipe, engine.keys, op, engine.tombstone_ttl_s)
+            writes.add(op)
+        writes.emit(pipe)
         if message is not None and pool == engine.invalidation_pool:
             pipe.publish(engine.keys.invalidation_channel, message)
         pipe.execute()

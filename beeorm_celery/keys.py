@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from collections.abc import Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -99,8 +100,37 @@ def _plain(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, str):
-        # MySQL's default collations compare case-insensitively: so does the cache key
-        return value.casefold().rstrip(" ")
+        return collation_key(value)
     if value is None or isinstance(value, bool | int):
         return value
     return str(value)
+
+
+# Tables are created utf8mb4_unicode_ci: the Unicode Collation Algorithm 4.0.0, where case and
+# accents do not count, every character beyond U+FFFF equals every other one, and trailing
+# spaces are ignored. A unique-index cache key must fold a string the same way, or a cached
+# miss for "cafe" hides the row "Café" that MySQL would find. Folding only what that old table
+# knows keeps the key from ever joining two strings MySQL tells apart (checked against
+# WEIGHT_STRING for every BMP character): characters Unicode added after 3.2 keep their case.
+_UCD_OLD = unicodedata.ucd_3_2_0
+_BEYOND_BMP = "\U0010ffff"
+
+
+def _fold_char(char: str) -> str:
+    if ord(char) > 0xFFFF:
+        return _BEYOND_BMP
+    category = _UCD_OLD.category(char)
+    if category in ("Cn", "Mn"):  # unknown to UCA 4.0.0, or a combining mark standing alone
+        return char
+    if 0xC0 <= ord(char) <= 0x24F or 0x1E00 <= ord(char) <= 0x1EFF:  # Latin: drop accents
+        char = "".join(c for c in _UCD_OLD.normalize("NFD", char) if _UCD_OLD.category(c) != "Mn")
+    folded = char.casefold()
+    return char if any(_UCD_OLD.category(c) == "Cn" for c in folded) else folded
+
+
+def collation_key(text: str) -> str:
+    """``text`` folded: strings utf8mb4_unicode_ci tells apart never fold alike; the usual equal
+    ones (case, Latin accents, ß/ss, trailing spaces, emoji) do. Some it equates stay apart
+    (full-width forms, ignorable characters): for those, a cached miss of one spelling can
+    hide a row stored under the other until the miss expires (tombstone TTL)."""
+    return "".join(_fold_char(c) for c in text).rstrip(" ")

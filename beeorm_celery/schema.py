@@ -73,6 +73,10 @@ class EntitySchema:
     indexes: dict[str, Index]
     columns_by_name: dict[str, Column] = field(init=False)
     layout_hash: str = field(init=False)
+    data_columns: list[Column] = field(init=False)  # every column but ``id``
+    unique_indexes: dict[str, Index] = field(init=False)
+    references: list[Column] = field(init=False)
+    cached_references: list[Column] = field(init=False)
 
     def __post_init__(self) -> None:
         self.columns_by_name = {c.name: c for c in self.columns}
@@ -80,6 +84,11 @@ class EntitySchema:
             [self.table] + [f"{c.name}:{c.type.sql_type()}:{c.nullable}" for c in self.columns]
         )
         self.layout_hash = hashlib.sha1(layout.encode()).hexdigest()[:8]
+        # Read on every flush and every read: computed once.
+        self.data_columns = self.columns[1:]
+        self.unique_indexes = {n: i for n, i in self.indexes.items() if i.unique}
+        self.references = [c for c in self.columns if c.is_reference]
+        self.cached_references = [c for c in self.references if c.cached]
 
     @property
     def name(self) -> str:
@@ -88,23 +97,6 @@ class EntitySchema:
     @property
     def table(self) -> str:
         return self.options.table
-
-    @property
-    def data_columns(self) -> list[Column]:
-        """Every column but ``id``."""
-        return self.columns[1:]
-
-    @property
-    def unique_indexes(self) -> dict[str, Index]:
-        return {n: i for n, i in self.indexes.items() if i.unique}
-
-    @property
-    def references(self) -> list[Column]:
-        return [c for c in self.columns if c.is_reference]
-
-    @property
-    def cached_references(self) -> list[Column]:
-        return [c for c in self.columns if c.is_reference and c.cached]
 
     def default_values(self) -> dict[str, Any]:
         values: dict[str, Any] = {}

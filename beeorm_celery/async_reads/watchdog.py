@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
+_COMPACT_AT = 10_000
+
 
 class Alarm:
     __slots__ = ("action", "active")
@@ -47,6 +49,11 @@ class Watchdog:
         with self._cond:
             if self._stopped:
                 return
+            if len(self._heap) >= _COMPACT_AT:
+                # Disarmed alarms wait for their deadline to be dropped; with long timeouts
+                # and many quick queries they pile up: drop them all now and then.
+                self._heap = [entry for entry in self._heap if entry[2].active]
+                heapq.heapify(self._heap)
             heapq.heappush(self._heap, (when, next(self._seq), alarm))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)

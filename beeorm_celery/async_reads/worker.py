@@ -83,10 +83,11 @@ class Worker(threading.Thread):
     def _run(self, task: Task) -> None:
         future = task.future
         future.set_stopper(lambda: self.stop(future, Outcome.CANCELLED, DEFAULT_CANCEL_WAIT_S))
+        self._task_future = future  # before it runs, so close() cannot miss it
         if not future.set_running_or_notify_cancel():
+            self._task_future = None
             self.lane.book.record_cancel(self.lane.pool.name)
             return
-        self._task_future = future
         if task.timeout_s is not None:
             task.deadline = time.monotonic() + task.timeout_s
         try:

@@ -300,8 +300,10 @@ class Applier:
         head = chunk[0]
         if error_class is ErrorClass.TEMPORARY:
             self._temporary(head.id, error)
-        if len(chunk) > 1:
-            self._single_until = str(chunk[-1].id)  # find the batch at fault, one at a time
+        if self._single_until is None:
+            # Find the batch at fault, one batch and one statement per operation at a time, so
+            # the dead letter names the exact statement MySQL refused.
+            self._single_until = str(chunk[-1].id)
             return Step.PROGRESS
         failure = self.log.record_failure(str(head.id), error_code(error), error_message(error))
         if error_class is ErrorClass.UNKNOWN:

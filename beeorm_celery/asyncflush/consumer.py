@@ -51,9 +51,11 @@ def consume_async_flush_events(
     while not stopped.is_set():
         worked = False
         come_back_soon = False  # busy elsewhere, or more left after the time budget
+        retrying = False  # a group waits out its backoff
         for group in names:
             now = time.monotonic()
             if now < not_before[group]:
+                retrying = True
                 continue
             try:
                 report = appliers[group].drain(linger_s=0)
@@ -65,14 +67,13 @@ def consume_async_flush_events(
                 delay = backoff_s(attempts[group], settings.retry_backoff_s, settings.retry_backoff_max_s)
                 logger.warning("%s; retrying in %.2fs", e, delay)
                 not_before[group] = now + delay
+                retrying = True
                 continue
             attempts[group] = 0
             first_failure.pop(group, None)
             _add(totals[group], report)
             come_back_soon = come_back_soon or report.busy or report.more
             worked = worked or bool(report.applied_batches or report.dead_lettered)
-        now = time.monotonic()
-        retrying = any(t > now for t in not_before.values())
         if not block and not (come_back_soon or retrying or worked):
             break
         if worked:
@@ -83,7 +84,8 @@ def consume_async_flush_events(
             _wait_for_batches(engine, names, not_before, stopped)
         else:
             now = time.monotonic()
-            stopped.wait(max(0.01, min(t - now for t in not_before.values() if t > now)))
+            due = [t - now for t in not_before.values() if t > now]
+            stopped.wait(min(due) if due else 0.0)
     return totals
 
 

@@ -15,7 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from beeorm_celery.asyncflush.batch import Batch, decode_payload, encode_entry
 from beeorm_celery.asyncflush.log import log_client
@@ -87,6 +87,10 @@ class DeadLetter:
         )
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def split_id(dead_letter_id: str) -> tuple[str, str]:
     group, sep, batch_id = str(dead_letter_id).rpartition("/")
     if not sep or not group or not batch_id:
@@ -117,10 +121,10 @@ class DeadLetters:
         """Dead letters, oldest failure first, at most ``limit``."""
         found: builtins.list[DeadLetter] = []
         for g in self._groups(group):
-            ids = self.client.zrange(self.keys.dead_index(g), 0, max(0, limit - 1))
+            ids = cast(builtins.list[bytes], self.client.zrange(self.keys.dead_index(g), 0, max(0, limit - 1)))
             if not ids:
                 continue
-            for raw in self.client.hmget(self.keys.dead(g), ids):
+            for raw in cast(builtins.list[bytes | None], self.client.hmget(self.keys.dead(g), ids)):
                 if raw is not None:
                     found.append(DeadLetter.from_json(raw))
         found.sort(key=lambda d: d.failed_at)
@@ -128,7 +132,7 @@ class DeadLetters:
 
     def get(self, dead_letter_id: str) -> DeadLetter:
         group, batch_id = split_id(dead_letter_id)
-        raw = self.client.hget(self.keys.dead(group), batch_id)
+        raw = cast(bytes | None, self.client.hget(self.keys.dead(group), batch_id))
         if raw is None:
             raise DeadLetterNotFoundError(f"no dead letter {dead_letter_id!r}")
         return DeadLetter.from_json(raw)
@@ -170,16 +174,24 @@ class DeadLetters:
         return new_id
 
     def retry_all(self, group: str | None = None) -> int:
-        """Replay every replayable dead letter (of ``group``); returns how many."""
+        """Replay every replayable dead letter (of ``group``); returns how many.
+
+        The ids are taken once at the start, so a replay that fails again (a new dead letter)
+        is not replayed a second time in the same call. Malformed dead letters, and those that
+        no longer match the registered entities, stay where they are (logged).
+        """
         replayed = 0
         for g in self._groups(group):
-            while True:
-                batch = [d for d in self.list(g, limit=500) if not d.malformed]
-                if not batch:
-                    break
-                for dead in batch:
-                    self.retry(dead.id)
-                    replayed += 1
+            ids = [_text(i) for i in cast(builtins.list[bytes], self.client.zrange(self.keys.dead_index(g), 0, -1))]
+            for batch_id in ids:
+                try:
+                    self.retry(f"{g}/{batch_id}")
+                except DeadLetterNotFoundError:
+                    continue  # removed or replayed meanwhile
+                except AsyncFlushError as e:
+                    logger.warning("not replayed: %s", e)
+                    continue
+                replayed += 1
         return replayed
 
     def remove(self, dead_letter_id: str) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from beeorm_celery.errors import ConfigError
 
@@ -81,18 +81,14 @@ class GroupLog:
         pipe.get(self.epoch_key)
         pipe.xrange(self.log_key, "-", "+", count=count)
         epoch, entries = pipe.execute()
-        return (epoch.decode() if epoch else None), [(_text(i), f) for i, f in entries]
-
-    def read_after(self, position: str, count: int) -> list[Entry]:
-        entries = self.client.xrange(self.log_key, "(" + position, "+", count=count)
-        return [(_text(i), f) for i, f in entries]
+        return (epoch.decode() if epoch else None), _entries(entries)
 
     def length(self) -> int:
         return int(self.client.xlen(self.log_key))
 
     def oldest_entry_ms(self) -> int | None:
-        first = self.client.xrange(self.log_key, "-", "+", count=1)
-        return parse_id(_text(first[0][0]))[0] if first else None
+        first = _entries(self.client.xrange(self.log_key, "-", "+", count=1))
+        return parse_id(first[0][0])[0] if first else None
 
     def wait_for_entries(self, timeout_s: float) -> bool:
         """Block until the log has an entry, at most ``timeout_s``."""
@@ -113,7 +109,7 @@ class GroupLog:
     def set_epoch_if_missing(self, token: str) -> str:
         self.client.set(self.epoch_key, token, nx=True)
         current = self.client.get(self.epoch_key)
-        return current.decode() if current else token
+        return _text(current) if current else token
 
     # --- trigger protocol
 
@@ -164,7 +160,7 @@ class GroupLog:
         return failure
 
     def failure(self) -> HeadFailure | None:
-        raw = self.client.hgetall(self.failure_key)
+        raw = cast(dict[bytes, bytes], self.client.hgetall(self.failure_key))
         if not raw:
             return None
         try:
@@ -188,6 +184,11 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _entries(raw: Any) -> list[Entry]:
+    """XRANGE's reply as (id, fields) pairs (redis-py types it loosely)."""
+    return [(_text(entry_id), cast(dict[bytes, bytes], fields)) for entry_id, fields in raw or []]
+
+
 def max_queued_insert_id(engine: Engine, schema: EntitySchema) -> int:
     """The highest id an INSERT into ``schema`` still waiting in its group's log uses.
 
@@ -202,11 +203,11 @@ def max_queued_insert_id(engine: Engine, schema: EntitySchema) -> int:
     highest = 0
     last = "-"
     while True:
-        entries = client.xrange(key, last if last == "-" else "(" + last, "+", count=1000)
+        entries = _entries(client.xrange(key, last if last == "-" else "(" + last, "+", count=1000))
         if not entries:
             return highest
         for entry_id, fields in entries:
-            last = _text(entry_id)
+            last = entry_id
             try:
                 data = json.loads(fields.get(PAYLOAD_FIELD, b"{}"))
                 for op in data.get("ops", []):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from beeorm_celery.asyncflush.batch import Batch, encode_entry
 from beeorm_celery.asyncflush.log import log_client
-from beeorm_celery.cache import write_operation
+from beeorm_celery.cache import CacheWrites
 from beeorm_celery.flush import update_local_caches
 from beeorm_celery.operations import Operation
 
@@ -55,12 +55,14 @@ def flush_async(engine: Engine, ops: Sequence[Operation]) -> list[Batch]:
         pipe.set(keys.epoch(batch.group), uuid.uuid4().hex, nx=True)
         pipe.set(keys.trigger(batch.group), b"1", nx=True, px=trigger_ttl_ms)
     other_pools: dict[str, list[Operation]] = {}
+    local_writes = CacheWrites(keys, engine.tombstone_ttl_s)
     for op in ops:
         pool = op.schema.options.redis_cache
         if pool == log_pool:
-            write_operation(pipe, keys, op, engine.tombstone_ttl_s)
+            local_writes.add(op)
         elif pool is not None:
             other_pools.setdefault(pool, []).append(op)
+    local_writes.emit(pipe)
     message = engine.invalidation_message(ops)
     if message is not None:
         if engine.invalidation_pool == log_pool:
@@ -72,8 +74,10 @@ def flush_async(engine: Engine, ops: Sequence[Operation]) -> list[Batch]:
     # The log is written: from here on the SQL will land. Other pools' caches follow.
     for pool, pool_ops in other_pools.items():
         other = engine.redis(pool).pipeline(transaction=True)
+        writes = CacheWrites(keys, engine.tombstone_ttl_s)
         for op in pool_ops:
-            write_operation(other, keys, op, engine.tombstone_ttl_s)
+            writes.add(op)
+        writes.emit(other)
         if message is not None and pool == engine.invalidation_pool:
             other.publish(keys.invalidation_channel, message)
         other.execute()
