@@ -32,10 +32,11 @@ class QueryFuture(Future[T]):
     pool the query runs on.
     """
 
-    def __init__(self, pool: str) -> None:
+    def __init__(self, pool: str, on_cancel: Callable[[], object] | None = None) -> None:
         super().__init__()
         self.pool = pool
         self._claimed = False
+        self._on_cancel = on_cancel  # counts it, before cancel() returns
         # Installed by the worker before the future turns RUNNING; stops the running statement.
         self._stop: Callable[[], object] | None = None
 
@@ -62,6 +63,8 @@ class QueryFuture(Future[T]):
             stop = self._stop if state == RUNNING else None
         if stop is not None:
             stop()  # outside the lock: it waits for the worker, which may need this lock
+        if self._on_cancel is not None:
+            self._on_cancel()
         self._invoke_callbacks()  # type: ignore[attr-defined]
         return True
 

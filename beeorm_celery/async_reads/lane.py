@@ -62,12 +62,13 @@ class Lane:
                 self._workers.add(worker)
                 worker.start()
 
-    def next_task(self, worker: Worker, finished: bool) -> Task | None:
+    def task_done(self) -> None:
+        with self._running_lock:
+            self._running -= 1
+        self._idle.release()
+
+    def next_task(self, worker: Worker) -> Task | None:
         """The next task for ``worker``, or None: it should exit (closed, or idle too long)."""
-        if finished:
-            with self._running_lock:
-                self._running -= 1
-            self._idle.release()
         while True:
             try:
                 task = self._tasks.get(timeout=self._idle_s)
@@ -101,7 +102,6 @@ class Lane:
             if task is not None:
                 task.future.cancel()
                 task.future.set_running_or_notify_cancel()  # wakes wait() / as_completed()
-                self.book.record_cancel(self.pool.name)
         for worker in workers:
             self._tasks.put(None)
             worker.cancel_current()

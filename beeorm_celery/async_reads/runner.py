@@ -131,7 +131,7 @@ class QueryRunner:
         if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
             raise QueryError(f"timeout must be a positive number of seconds, got {timeout!r}")
         lane = self._lane(pool)
-        future: QueryFuture[T] = QueryFuture(pool)
+        future: QueryFuture[T] = QueryFuture(pool, lambda: self._book.record_cancel(pool))
         lane.submit(Task(future, job, timeout))
         return future
 

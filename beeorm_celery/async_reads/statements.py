@@ -73,9 +73,11 @@ def query_error(error: BaseException, pool: str, sql: str, timeout_s: float | No
     return result
 
 
-def killed_by_timeout(pool: str, sql: str, timeout_s: float | None) -> QueryTimeoutError:
+def killed_by_timeout(
+    pool: str, sql: str, timeout_s: float | None, how: str = "was killed"
+) -> QueryTimeoutError:
     return QueryTimeoutError(
-        f"query on MySQL pool {pool!r} ran past its timeout of {timeout_s}s and was killed: "
+        f"query on MySQL pool {pool!r} ran past its timeout of {timeout_s}s and {how}: "
         f"{_short(sql)}",
         ER_QUERY_INTERRUPTED,
     )

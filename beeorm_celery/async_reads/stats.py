@@ -90,7 +90,10 @@ class StatsBook:
                 log.exception("query listener %r failed", listener)
 
     def record_cancel(self, pool: str) -> None:
-        """A future was cancelled (queued, or running: its statement killed, if one ran)."""
+        """A future was cancelled (queued, or running: its statement killed, if one ran).
+
+        Called by ``cancel()`` itself, so the count is up to date when it returns.
+        """
         with self._lock:
             self._row(pool)["cancellations"] += 1
 

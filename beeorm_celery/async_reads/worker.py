@@ -73,10 +73,8 @@ class Worker(threading.Thread):
 
     def run(self) -> None:
         try:
-            finished = False
-            while (task := self.lane.next_task(self, finished)) is not None:
+            while (task := self.lane.next_task(self)) is not None:
                 self._run(task)
-                finished = True
         finally:
             self._drop_connection()
 
@@ -84,25 +82,29 @@ class Worker(threading.Thread):
         future = task.future
         future.set_stopper(lambda: self.stop(future, Outcome.CANCELLED, DEFAULT_CANCEL_WAIT_S))
         self._task_future = future  # before it runs, so close() cannot miss it
-        if not future.set_running_or_notify_cancel():
-            self._task_future = None
-            self.lane.book.record_cancel(self.lane.pool.name)
-            return
-        if task.timeout_s is not None:
-            task.deadline = time.monotonic() + task.timeout_s
+        value: Any = None
+        error: BaseException | None = None
+        deliver = False
         try:
-            value = task.job(lambda sql: self._statement(task, sql))
+            if future.set_running_or_notify_cancel():  # else: cancelled while queued
+                if task.timeout_s is not None:
+                    task.deadline = time.monotonic() + task.timeout_s
+                value = task.job(lambda sql: self._statement(task, sql))
+                deliver = True
         except _Abandoned:
-            self.lane.book.record_cancel(self.lane.pool.name)
-            return
+            pass
         except BaseException as e:
-            if future.claim():
-                future.set_exception(e)
-            return
+            error, deliver = e, True
         finally:
             self._task_future = None
-        if future.claim():
-            future.set_result(value)
+            # Free before the result wakes the caller, so its next query finds this worker
+            # idle instead of starting another thread and connection.
+            self.lane.task_done()
+        if deliver and future.claim():
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(value)
 
     def cancel_current(self) -> None:
         future = self._task_future
@@ -120,7 +122,7 @@ class Worker(threading.Thread):
         if task.timeout_s is not None:
             limit = task.deadline - time.monotonic()
             if limit <= 0:  # a later statement of the job (paginate) found no time left
-                late = killed_by_timeout(pool, sql, task.timeout_s)
+                late = killed_by_timeout(pool, sql, task.timeout_s, "was not started")
                 self.lane.book.record(QueryEvent(pool, sql, 0.0, Outcome.TIMEOUT, late))
                 raise late
             statement, enforced = with_time_limit(sql, limit, bool(self.lane.mariadb))
