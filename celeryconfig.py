@@ -20,7 +20,13 @@ worker_prefetch_multiplier = 1
 # With the Redis broker an unacked message comes back after this long if its worker vanished.
 # A task runs for a few seconds at most (drain_budget_s), so ten minutes is a wide margin; the
 # periodic sweep re-triggers a stalled group long before that anyway.
-broker_transport_options = {"visibility_timeout": 600}
+broker_transport_options: dict[str, object] = {"visibility_timeout": 600}
+
+# Several apps can share one Redis broker database: BEEORM_BROKER_KEY_PREFIX puts every key
+# kombu writes (queues, bindings, unacked messages) under that prefix, so `make demo` can use
+# and then delete its own queues without touching anyone else's. Redis transport only.
+if os.environ.get("BEEORM_BROKER_KEY_PREFIX"):
+    broker_transport_options["global_keyprefix"] = os.environ["BEEORM_BROKER_KEY_PREFIX"]
 
 # Nothing reads task results: the outcome is in MySQL and in engine.async_stats().
 task_ignore_result = True
