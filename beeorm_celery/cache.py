@@ -30,13 +30,14 @@ def encode_row(schema: EntitySchema, values: dict[str, Any]) -> bytes:
     return _dumps(row).encode()
 
 
-def decode_row(schema: EntitySchema, raw: bytes) -> dict[str, Any]:
+def decode_row(schema: EntitySchema, raw: bytes | str) -> dict[str, Any]:
     row = json.loads(raw)
     columns = schema.data_columns
     if not isinstance(row, list) or len(row) != len(columns):
         raise ValueError(f"cached {schema.name} row does not match its columns")
     return {
-        c.name: (None if v is None else c.type.from_json(v)) for c, v in zip(columns, row, strict=True)
+        c.name: (None if v is None else c.type.from_json(v))
+        for c, v in zip(columns, row, strict=True)
     }
 
 

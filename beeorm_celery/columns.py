@@ -8,6 +8,7 @@ so a new type is one class here and one line in ``column_type_for``.
 from __future__ import annotations
 
 import base64
+import binascii
 import math
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -27,6 +28,16 @@ _BLOB_MAX_BYTES = 65_535
 
 class InvalidValue(ValueError):
     """A value a column cannot take; the message is the reason shown to the user."""
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A value for a message: short, and safe for an int too long for str() (Python's limit
+    of 4300 digits would turn a ValidationError into a bare ValueError)."""
+    try:
+        text = repr(value) if not isinstance(value, Decimal) else str(value)
+    except ValueError:
+        text = f"<int of {value.bit_length()} bits>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class ColumnType:
@@ -53,10 +64,23 @@ class ColumnType:
         return value
 
     def from_json(self, raw: Any) -> Any:
+        """The value from its JSON form (a cached row, a queued batch), or InvalidValue.
+
+        Strict about the JSON type: a batch is data from outside this process, and what is
+        decoded must be what ``to_json`` could have written, not something coerced into it."""
+        return raw
+
+    def _json_of(self, raw: Any, *kinds: type) -> Any:
+        if (isinstance(raw, bool) and bool not in kinds) or not isinstance(raw, kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise InvalidValue(
+                f"{_shown(raw, 40)} is not the JSON form of {self.python_name} ({names} expected)"
+            )
         return raw
 
     def _wrong_type(self, value: Any) -> InvalidValue:
-        return InvalidValue(f"expected {self.python_name}, got {type(value).__name__} {value!r:.60}")
+        got = f"{type(value).__name__} {_shown(value)}"
+        return InvalidValue(f"expected {self.python_name}, got {got}")
 
 
 class IntType(ColumnType):
@@ -73,8 +97,8 @@ class IntType(ColumnType):
             else:
                 raise self._wrong_type(value)
         if not _BIGINT_MIN <= value <= _BIGINT_MAX:
-            raise InvalidValue(f"{value} is out of the BIGINT range")
-        return value
+            raise InvalidValue(f"{_shown(value)} is out of the BIGINT range")
+        return int(value)
 
 
 class BoolType(ColumnType):
@@ -96,7 +120,7 @@ class BoolType(ColumnType):
         return bool(raw)
 
     def from_json(self, raw: Any) -> bool:
-        return bool(raw)
+        return bool(self._json_of(raw, bool))  # not bool(raw): 7 or "no" are not booleans
 
 
 class FloatType(ColumnType):
@@ -109,16 +133,20 @@ class FloatType(ColumnType):
     def validate(self, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self._wrong_type(value)
-        value = float(value)
-        if not math.isfinite(value):
-            raise InvalidValue(f"{value} cannot be stored (MySQL has no NaN or infinity)")
-        return value
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond the largest double
+            bits = int(value).bit_length()  # not str(value): too many digits for str()
+            raise InvalidValue(f"an int of {bits} bits is beyond the DOUBLE range") from None
+        if not math.isfinite(number):
+            raise InvalidValue(f"{number} cannot be stored (MySQL has no NaN or infinity)")
+        return number
 
     def from_sql(self, raw: Any) -> float:
         return float(raw)
 
     def from_json(self, raw: Any) -> float:
-        return float(raw)
+        return self.validate(self._json_of(raw, int, float))  # 10**400 would overflow float()
 
 
 @dataclass(frozen=True)
@@ -128,7 +156,7 @@ class DecimalType(ColumnType):
     python_name = "Decimal"
 
     @property
-    def zero(self) -> Decimal:  # type: ignore[override]
+    def zero(self) -> Decimal:
         return Decimal(0).quantize(Decimal(1).scaleb(-self.scale))
 
     def sql_type(self) -> str:
@@ -149,21 +177,21 @@ class DecimalType(ColumnType):
             beyond = digits[-(fraction_digits - self.scale) :]
             if any(beyond):
                 raise InvalidValue(
-                    f"{value} has more than {self.scale} decimal places "
+                    f"{_shown(value, 80)} has more than {self.scale} decimal places "
                     f"(DECIMAL({self.precision},{self.scale}))"
                 )
         integer_digits = 0 if value.is_zero() else max(0, len(digits) + exponent)
         if integer_digits > self.precision - self.scale:
             raise InvalidValue(
-                f"{value} does not fit DECIMAL({self.precision},{self.scale}): "
+                f"{_shown(value, 80)} does not fit DECIMAL({self.precision},{self.scale}): "
                 f"at most {self.precision - self.scale} digits before the point"
             )
         # The stored form, as MySQL gives it back: exactly `scale` places, no negative zero.
         # (So the cache, unique-index keys and change detection see one form per number.)
         with localcontext() as context:
             context.prec = self.precision + 1
-            value = value.quantize(Decimal(1).scaleb(-self.scale))
-        return value.copy_abs() if value.is_zero() else value
+            stored: Decimal = value.quantize(Decimal(1).scaleb(-self.scale))
+        return stored.copy_abs() if stored.is_zero() else stored
 
     def to_sql(self, value: Any) -> Any:
         return value
@@ -175,10 +203,10 @@ class DecimalType(ColumnType):
         return format(value, "f")
 
     def from_json(self, raw: Any) -> Decimal:
-        try:
-            return Decimal(raw)
+        try:  # a string (to_json's form) or an int; Decimal([0, [1], -2]) is a number too
+            return Decimal(self._json_of(raw, str, int))
         except InvalidOperation as e:
-            raise InvalidValue(f"{raw!r:.40} is not a decimal") from e
+            raise InvalidValue(f"{_shown(raw, 40)} is not a decimal") from e
 
 
 @dataclass(frozen=True)
@@ -234,7 +262,10 @@ class BytesType(ColumnType):
         return base64.b64encode(value).decode("ascii")
 
     def from_json(self, raw: Any) -> bytes:
-        return base64.b64decode(raw, validate=True)
+        try:
+            return base64.b64decode(self._json_of(raw, str), validate=True)
+        except binascii.Error as e:
+            raise InvalidValue(f"{_shown(raw, 40)} is not base64") from e
 
 
 class DateType(ColumnType):
@@ -254,7 +285,10 @@ class DateType(ColumnType):
         return value.isoformat()
 
     def from_json(self, raw: Any) -> date:
-        return date.fromisoformat(raw)
+        try:
+            return date.fromisoformat(self._json_of(raw, str))
+        except ValueError as e:
+            raise InvalidValue(f"{_shown(raw, 40)} is not an ISO date") from e
 
 
 class DateTimeType(ColumnType):
@@ -279,7 +313,10 @@ class DateTimeType(ColumnType):
         return value.isoformat()
 
     def from_json(self, raw: Any) -> datetime:
-        return datetime.fromisoformat(raw)
+        try:
+            return datetime.fromisoformat(self._json_of(raw, str))
+        except ValueError as e:
+            raise InvalidValue(f"{_shown(raw, 40)} is not an ISO datetime") from e
 
 
 @dataclass(frozen=True)
@@ -302,7 +339,7 @@ class EnumType(ColumnType):
         except (ValueError, TypeError):
             members = ", ".join(m.name for m in self.enum)
             raise InvalidValue(
-                f"{value!r:.60} is not a member of {self.enum.__name__} ({members})"
+                f"{_shown(value)} is not a member of {self.enum.__name__} ({members})"
             ) from None
 
     def to_sql(self, value: Any) -> Any:
@@ -316,9 +353,9 @@ class EnumType(ColumnType):
 
     def from_json(self, raw: Any) -> Enum:
         try:
-            return self.enum(raw)
+            return self.enum(self._json_of(raw, str))
         except ValueError as e:
-            raise InvalidValue(f"{raw!r:.40} is not a member of {self.enum.__name__}") from e
+            raise InvalidValue(f"{_shown(raw, 40)} is not a member of {self.enum.__name__}") from e
 
 
 @dataclass(frozen=True)
@@ -351,7 +388,7 @@ class ReferenceType(ColumnType):
                 f"expected {self.target.__name__}, Reference or int id, got {type(value).__name__}"
             )
         if not 0 < ref_id <= _UBIGINT_MAX:
-            raise InvalidValue(f"{ref_id} is not a valid id")
+            raise InvalidValue(f"{_shown(ref_id, 40)} is not a valid id")
         return Reference(self.target, ref_id)
 
     def to_sql(self, value: Any) -> Any:
@@ -369,7 +406,7 @@ class ReferenceType(ColumnType):
         from beeorm_celery.entity import Reference
 
         if type(raw) is not int:
-            raise InvalidValue(f"{raw!r:.40} is not an id")
+            raise InvalidValue(f"{_shown(raw, 40)} is not an id")
         return Reference(self.target, raw)
 
 
@@ -381,7 +418,7 @@ class IdType(ColumnType):
 
     def validate(self, value: Any) -> int:
         if type(value) is not int or not 0 < value <= _UBIGINT_MAX:
-            raise InvalidValue(f"{value!r:.40} is not a valid id")
+            raise InvalidValue(f"{_shown(value, 40)} is not a valid id")
         return value
 
     def from_sql(self, raw: Any) -> int:

@@ -178,10 +178,14 @@ class Context:
     def get_all(self, entity_type: type[E]) -> list[E]:
         return self._reader.get_all(self.engine.schema(entity_type))  # type: ignore[return-value]
 
-    def search(self, entity_type: type[E], where: Where | None = None, pager: Pager | None = None) -> list[E]:
+    def search(
+        self, entity_type: type[E], where: Where | None = None, pager: Pager | None = None
+    ) -> list[E]:
         return self._reader.search(self.engine.schema(entity_type), where, pager)  # type: ignore[return-value]
 
-    def search_ids(self, entity_type: type[Entity], where: Where | None = None, pager: Pager | None = None) -> list[int]:
+    def search_ids(
+        self, entity_type: type[Entity], where: Where | None = None, pager: Pager | None = None
+    ) -> list[int]:
         return self._reader.search_ids(self.engine.schema(entity_type), where, pager)
 
     def count(self, entity_type: type[Entity], where: Where | None = None) -> int:
@@ -255,7 +259,11 @@ def _validated(schema: EntitySchema, entity: Entity) -> dict[str, Any]:
         value = state.get(column.name)
         if value is None:
             if not column.nullable:
-                reason = "is required" if column.required else "cannot be None (the column is NOT NULL)"
+                reason = (
+                    "is required"
+                    if column.required
+                    else "cannot be None (the column is NOT NULL)"
+                )
                 raise ValidationError(schema.name, column.name, reason, entity.id)
             result[column.name] = None
             continue

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import redis
+from redis import Redis  # in the class body `redis` is the method below
 
 from beeorm_celery import ddl
 from beeorm_celery.entity import Entity
@@ -102,20 +103,24 @@ class Engine:
             return client
         url = self._redis_urls.get(pool)
         if url is None:
-            raise ConfigError(f"Redis pool {pool!r} is not registered; call register_redis(url, pool={pool!r})")
+            raise ConfigError(
+                f"Redis pool {pool!r} is not registered; call register_redis(url, pool={pool!r})"
+            )
         with self._redis_lock:
             client = self._redis.get(pool)
             if client is None:
                 # redis-py's connection pool notices fork() and reconnects in the child
-                client = redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+                client = redis.Redis.from_url(
+                    url, socket_connect_timeout=5, health_check_interval=30
+                )
                 self._redis[pool] = client
         return client
 
-    def redis_for(self, schema: EntitySchema) -> redis.Redis:
+    def redis_for(self, schema: EntitySchema) -> Redis:
         assert schema.options.redis_cache is not None
         return self.redis(schema.options.redis_cache)
 
-    def _id_redis(self, schema: EntitySchema) -> redis.Redis:
+    def _id_redis(self, schema: EntitySchema) -> Redis:
         pool = schema.options.redis_cache or self.async_redis_pool
         if pool not in self._redis_urls:
             if not self._redis_urls:

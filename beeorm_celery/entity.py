@@ -43,7 +43,7 @@ class FieldSpec:
     cached: bool = False
 
 
-def Field(  # noqa: N802 - a factory users call like a class, as in dataclasses / pydantic
+def Field(  # a factory users call like a class, as in dataclasses / pydantic
     default: Any = MISSING,
     *,
     max_length: int | None = None,
@@ -87,7 +87,7 @@ class Reference(Generic[E]):
 
     __slots__ = ("entity_type", "id")
 
-    def __init__(self, entity_type: type[E], id: int) -> None:  # noqa: A002 - BeeORM's name
+    def __init__(self, entity_type: type[E], id: int) -> None:  # `id`: BeeORM's name
         self.entity_type = entity_type
         self.id = id
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -38,10 +39,8 @@ def _run_transaction(engine: Engine, pool_name: str, ops: list[Operation]) -> No
                     cursor.execute(statement)
             conn.commit()
         except pymysql.MySQLError as e:
-            try:
+            with contextlib.suppress(pymysql.MySQLError):
                 conn.rollback()
-            except pymysql.MySQLError:
-                pass
             code = e.args[0] if e.args and isinstance(e.args[0], int) else None
             message = e.args[1] if len(e.args) > 1 else str(e)
             error = DuplicateKeyError if code in _DUPLICATE_KEY else FlushError
@@ -79,6 +78,7 @@ def update_local_caches(engine: Engine, ops: Sequence[Operation]) -> None:
         local = engine.local_cache(op.schema)
         if local is None:
             continue
+        local.drop([op.id])  # a read of this process running now must not store its old copy
         if op.kind is OpKind.DELETE:
             local.set(op.id, None)
         else:

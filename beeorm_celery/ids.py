@@ -65,5 +65,5 @@ class IdAllocator:
             last = client.eval(_INCR_IF_EXISTS, 1, key, count)
             if last is not None:
                 return int(last)
-            client.set(key, self._seed_for(schema))
+            client.set(key, self._seed_for(schema), nx=True)
         raise RuntimeError(f"could not seed the id counter {key}")  # pragma: no cover

@@ -26,6 +26,11 @@ class LocalCache:
         self.max_entries = max_entries
         self._data: OrderedDict[int, Any] = OrderedDict()
         self._lock = threading.Lock()
+        # Moves on every drop/clear. A reader notes it before asking Redis or MySQL and stores
+        # what it got only if it has not moved: otherwise an invalidation that arrived while
+        # it was reading (and found nothing to drop) would be undone by the old value, and the
+        # stale entity would stay here until something else changed it.
+        self._generation = 0
 
     def get(self, entity_id: int) -> Any:
         """The cached object, None if known missing, or ``_ABSENT`` on a miss."""
@@ -35,8 +40,15 @@ class LocalCache:
                 self._data.move_to_end(entity_id)
             return value
 
-    def set(self, entity_id: int, value: Any) -> None:
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def set(self, entity_id: int, value: Any, if_generation: int | None = None) -> None:
+        """Store ``value``; with ``if_generation``, only if nothing was dropped since then."""
         with self._lock:
+            if if_generation is not None and if_generation != self._generation:
+                return
             self._data[entity_id] = value
             self._data.move_to_end(entity_id)
             while len(self._data) > self.max_entries:
@@ -44,11 +56,13 @@ class LocalCache:
 
     def drop(self, ids: Iterable[int]) -> None:
         with self._lock:
+            self._generation += 1
             for entity_id in ids:
                 self._data.pop(entity_id, None)
 
     def clear(self) -> None:
         with self._lock:
+            self._generation += 1
             self._data.clear()
 
     def __len__(self) -> int:
@@ -112,7 +126,9 @@ class InvalidationListener:
     def _run(self) -> None:
         backoff = 0.1
         while not self._stop.is_set():
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._client.pubsub(  # type: ignore[no-untyped-call]
+                ignore_subscribe_messages=True
+            )
             try:
                 pubsub.subscribe(self._channel)
                 self._on_reset()  # anything could have changed while we were not listening
@@ -129,10 +145,8 @@ class InvalidationListener:
                 backoff = min(backoff * 2, 5.0)
             finally:
                 self._subscribed.clear()
-                try:
+                with contextlib.suppress(Exception):
                     pubsub.close()
-                except Exception:
-                    pass
 
     def _handle(self, data: Any) -> None:
         try:
@@ -149,8 +163,8 @@ class InvalidationListener:
         self._stop.set()
         if self._thread is not None and self._pid == os.getpid():
             if self._subscribed.is_set():
-                # Wake the listener out of get_message() now instead of after its 1 s timeout
-                # (engine.close() took a second). Our own origin: this listener drops it
+                # Wake the listener out of get_message() now instead of after its timeout
+                # (each engine.close() waited for it). Our own origin: this listener drops it
                 # unread; an empty change list: every other process does nothing with it.
                 with contextlib.suppress(redis.RedisError, OSError):
                     self._client.publish(self._channel, self.encode({}))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -167,7 +168,8 @@ class MySQLPool:
     def is_mariadb(self) -> bool:
         if self._server_is_mariadb is None:
             with self.connection() as conn:
-                self._server_is_mariadb = "mariadb" in conn.get_server_info().lower()
+                info = str(conn.get_server_info())  # type: ignore[no-untyped-call]
+                self._server_is_mariadb = "mariadb" in info.lower()
         return self._server_is_mariadb
 
     def close(self) -> None:
@@ -180,7 +182,5 @@ class MySQLPool:
 
 
 def _close_quietly(conn: Connection[Any]) -> None:
-    try:
+    with contextlib.suppress(Exception):
         conn.close()
-    except Exception:
-        pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -29,6 +30,9 @@ def _sql_value(value: Any) -> str:
         return "(" + ", ".join(_sql_value(v) for v in items) + ")"
     if isinstance(value, bool):
         return "1" if value else "0"
+    if isinstance(value, float) and not math.isfinite(value):
+        # PyMySQL would refuse it with its own ProgrammingError, far from the Where(...) call
+        raise QueryError(f"{value} cannot be a query parameter (MySQL has no NaN or infinity)")
     if isinstance(value, int | float | Decimal | str | bytes | date):
         return str(escape_item(value, "utf8mb4"))
     raise QueryError(f"cannot use a {type(value).__name__} as a query parameter: {value!r:.60}")
@@ -102,7 +106,9 @@ class Pager:
 
     def __post_init__(self) -> None:
         if self.page < 1 or self.per_page < 1:
-            raise QueryError(f"Pager(page={self.page}, per_page={self.per_page}): both must be >= 1")
+            raise QueryError(
+                f"Pager(page={self.page}, per_page={self.per_page}): both must be >= 1"
+            )
 
     @property
     def offset(self) -> int:

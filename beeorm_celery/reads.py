@@ -80,6 +80,7 @@ class Reader:
         wanted = list(dict.fromkeys(int(i) for i in ids))
         found: dict[int, Entity | None] = {}
         local = self.engine.local_cache(schema)
+        generation = local.generation if local is not None else 0
         if local is not None:
             for entity_id in wanted:
                 cached = local.get(entity_id)
@@ -91,13 +92,13 @@ class Reader:
             if local is not None:
                 for entity_id in missing:
                     if entity_id in found:
-                        local.set(entity_id, found[entity_id])
+                        local.set(entity_id, found[entity_id], if_generation=generation)
             missing = [i for i in missing if i not in found]
         if missing:
             self._from_mysql(schema, missing, found)
             if local is not None:
                 for entity_id in missing:
-                    local.set(entity_id, found[entity_id])
+                    local.set(entity_id, found[entity_id], if_generation=generation)
         return [found.get(int(i)) for i in ids]
 
     def _from_redis(
@@ -231,10 +232,14 @@ class Reader:
         rows = self._query(schema, f"{select_sql(schema)}{tail}")
         return [make_entity(schema, *row_values(schema, row)) for row in rows]
 
-    def search(self, schema: EntitySchema, where: Where | None, pager: Pager | None) -> list[Entity]:
+    def search(
+        self, schema: EntitySchema, where: Where | None, pager: Pager | None
+    ) -> list[Entity]:
         return self._load_where(schema, search_tail(where, pager))
 
-    def search_ids(self, schema: EntitySchema, where: Where | None, pager: Pager | None) -> list[int]:
+    def search_ids(
+        self, schema: EntitySchema, where: Where | None, pager: Pager | None
+    ) -> list[int]:
         rows = self._query(schema, f"SELECT `id` FROM `{schema.table}`{search_tail(where, pager)}")
         return [int(r[0]) for r in rows]
 
