@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from beeorm_celery.async_reads import Page, race
 from beeorm_celery.asyncflush.consumer import consume_async_flush_events
 from beeorm_celery.asyncflush.settings import AsyncFlushSettings
-from beeorm_celery.async_reads import Page, race
 from beeorm_celery.context import Context
 from beeorm_celery.engine import Engine
 from beeorm_celery.entity import Entity, Field, Reference

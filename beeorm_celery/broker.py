@@ -94,13 +94,17 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
             payload, reason = None, f"not JSON ({e})"
         if reason is None:
             return payload
-        logger.error("dropped an undeliverable item from queue %r into %r: %s", queue, POISON_KEY, reason)
+        logger.error(
+            "dropped an undeliverable item from queue %r into %r: %s", queue, POISON_KEY, reason
+        )
         record = json.dumps(
             {
                 "queue": queue,
                 "reason": reason,
                 "at": time.time(),
-                "item": base64.b64encode(item if isinstance(item, bytes) else str(item).encode()).decode(),
+                "item": base64.b64encode(
+                    item if isinstance(item, bytes) else str(item).encode()
+                ).decode(),
             }
         )
         try:

@@ -81,11 +81,16 @@ def install(
         retry_jitter=True,
         max_retries=None,  # a temporary error waits as long as it takes; nothing is dropped
     )
-    def apply_batches(self: Any, group: Any = None, batch_id: Any = None, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def apply_batches(
+        self: Any, group: Any = None, batch_id: Any = None, *args: Any, **kwargs: Any
+    ) -> dict[str, Any]:
         if not isinstance(group, str) or group not in engine.async_groups:
             logger.error(
                 "ignoring %s with arguments %r: %r is not an async group of this engine (%s)",
-                TASK_NAME, (group, batch_id, *args), group, ", ".join(sorted(engine.async_groups)),
+                TASK_NAME,
+                (group, batch_id, *args),
+                group,
+                ", ".join(sorted(engine.async_groups)),
             )
             return {"ignored": True, "reason": "unknown group"}
         report = Applier(engine, group).drain()

@@ -260,9 +260,7 @@ def _validated(schema: EntitySchema, entity: Entity) -> dict[str, Any]:
         if value is None:
             if not column.nullable:
                 reason = (
-                    "is required"
-                    if column.required
-                    else "cannot be None (the column is NOT NULL)"
+                    "is required" if column.required else "cannot be None (the column is NOT NULL)"
                 )
                 raise ValidationError(schema.name, column.name, reason, entity.id)
             result[column.name] = None

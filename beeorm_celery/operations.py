@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from beeorm_celery.schema import EntitySchema
 
 
-class OpKind(str, Enum):
+class OpKind(StrEnum):
     INSERT = "i"
     UPDATE = "u"
     DELETE = "d"

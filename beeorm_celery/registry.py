@@ -62,7 +62,9 @@ class Registry:
     def register_redis(self, url: str, pool: str = DEFAULT_POOL) -> None:
         """A Redis server by URL: ``redis://host:6379/0`` (``rediss://`` for TLS)."""
         if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"Redis pool {pool!r}: URL {url!r} must look like redis://host:6379/0")
+            raise ConfigError(
+                f"Redis pool {pool!r}: URL {url!r} must look like redis://host:6379/0"
+            )
         self._redis[pool] = url
 
     def register_entity(self, *entities: type[Entity]) -> None:

@@ -46,9 +46,7 @@ def key_prefix(redis_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def make_engine(
-    mysql_url: str, redis_url: str, key_prefix: str
-) -> Iterator[Callable[..., Engine]]:
+def make_engine(mysql_url: str, redis_url: str, key_prefix: str) -> Iterator[Callable[..., Engine]]:
     """``make_engine(*entities, **registry_kwargs)``: an engine on this test's database and
     prefix, with the schema created. Closed after the test."""
     engines: list[Engine] = []
@@ -86,7 +84,9 @@ def celery_harness(
     harnesses: list[CeleryHarness] = []
 
     def make(**async_options: Any) -> CeleryHarness:
-        harness = CeleryHarness(mysql_url, redis_url, broker_url, key_prefix, tmp_path, async_options)
+        harness = CeleryHarness(
+            mysql_url, redis_url, broker_url, key_prefix, tmp_path, async_options
+        )
         harnesses.append(harness)
         return harness
 

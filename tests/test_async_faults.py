@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -50,7 +51,9 @@ def test_sigkilled_workers_lose_and_double_nothing(celery_harness):
             notes.append(ctx.new_entity(Note, text=f"r{round_no}n{n}").id)
             ctx.flush_async()
         counters, expected = _edit_counters(ctx, counters, rounds=5)
-        wait_until(lambda: h.engine.async_stats()["notes"].applied > 0 or time.monotonic() > deadline)
+        wait_until(
+            lambda: h.engine.async_stats()["notes"].applied > 0 or time.monotonic() > deadline
+        )
         if victim.alive():
             victim.kill()  # SIGKILL: parent and pool processes, mid-whatever
             kills += 1
@@ -77,10 +80,12 @@ def test_killed_mysql_connections_lose_and_double_nothing(celery_harness):
     def worker_ports():
         ports = set()
         for process in [psutil.Process(worker.pid), *worker.children()]:
-            try:
-                ports.update(c.laddr.port for c in process.net_connections("tcp") if c.raddr and c.raddr.port == 3306)
-            except psutil.NoSuchProcess:
-                pass
+            with contextlib.suppress(psutil.NoSuchProcess):
+                ports.update(
+                    c.laddr.port
+                    for c in process.net_connections("tcp")
+                    if c.raddr and c.raddr.port == 3306
+                )
         return ports
 
     def killer():
@@ -91,7 +96,9 @@ def test_killed_mysql_connections_lose_and_double_nothing(celery_harness):
                 cursor.execute(
                     "SELECT ID, HOST FROM information_schema.PROCESSLIST WHERE DB = DATABASE()"
                 )
-                targets = [i for i, host in cursor.fetchall() if int(host.rsplit(":", 1)[-1]) in ports]
+                targets = [
+                    i for i, host in cursor.fetchall() if int(host.rsplit(":", 1)[-1]) in ports
+                ]
                 if targets:
                     target = rng.choice(targets)
                     try:
@@ -113,7 +120,9 @@ def test_killed_mysql_connections_lose_and_double_nothing(celery_harness):
         stop.set()
         thread.join(timeout=10)
         own.close()
-    wait_until(lambda: _drained(h.engine, "notes") and _drained(h.engine, "counters"), timeout_s=120)
+    wait_until(
+        lambda: _drained(h.engine, "notes") and _drained(h.engine, "counters"), timeout_s=120
+    )
     assert dict(query(h.engine, "SELECT id, value FROM counter")) == expected
     assert scalar(h.engine, "SELECT COUNT(*) FROM note") == len(notes)
     assert h.engine.dead_letters.count() == 0
@@ -164,7 +173,9 @@ def test_garbage_log_entries_are_dead_lettered_and_the_group_goes_on(celery_harn
     unknown_table = {"v": 1, "g": "counters", "t": 1, "ops": [["i", "users", 5, {"a": 1}, {}]]}
     log.client.xadd(log.log_key, {b"d": json.dumps(unknown_table).encode()})
     unknown_column = {
-        "v": 1, "g": "counters", "t": 1,
+        "v": 1,
+        "g": "counters",
+        "t": 1,
         "ops": [["u", "counter", first.id, {"value": 5, "is_admin": 1}, {}]],
     }
     log.client.xadd(log.log_key, {b"d": json.dumps(unknown_column).encode()})
@@ -186,7 +197,12 @@ def test_unsigned_batches_are_refused_when_signing_is_on(celery_harness):
     signed = ctx.new_entity(Counter, name="signed", value=1)
     ctx.flush_async()
     log = GroupLog(h.engine, "counters")
-    forged = {"v": 1, "g": "counters", "t": 1, "ops": [["u", "counter", signed.id, {"value": 666}, {}]]}
+    forged = {
+        "v": 1,
+        "g": "counters",
+        "t": 1,
+        "ops": [["u", "counter", signed.id, {"value": 666}, {}]],
+    }
     log.client.xadd(log.log_key, {b"d": json.dumps(forged).encode()})
     log.client.xadd(log.log_key, {b"d": json.dumps(forged).encode(), b"s": b"0" * 64})
     h.start_worker(concurrency=1)

@@ -22,7 +22,7 @@ def test_invalid_flush_async_queues_and_caches_nothing(celery_harness):
     ctx = h.engine.new_context()
     good = ctx.new_entity(Category, name="Fine")
     ctx.new_entity(Product, name="x" * 201)  # over max_length
-    with pytest.raises(ValidationError, match="Product.*name.*max_length"):
+    with pytest.raises(ValidationError, match=r"Product.*name.*max_length"):
         ctx.flush_async()
     assert h.engine.async_stats()["catalog"].pending == 0
     assert h.engine.new_context().get_by_id(Category, good.id) is None
@@ -139,7 +139,9 @@ def test_fixed_dead_letter_replays_at_the_end_of_its_group(celery_harness):
     )
     assert h.engine.dead_letters.count() == 0
     # the replay also refreshed the cache that the dead letter had dropped
-    wait_until(lambda: h.engine.new_context().get_by_id(Category, clash.id) is not None, timeout_s=5)
+    wait_until(
+        lambda: h.engine.new_context().get_by_id(Category, clash.id) is not None, timeout_s=5
+    )
 
 
 def test_lock_wait_timeout_is_retried_and_both_edits_land_in_order(celery_harness):
@@ -160,8 +162,11 @@ def test_lock_wait_timeout_is_retried_and_both_edits_land_in_order(celery_harnes
         counter.value = 2  # must wait behind it
         ctx.flush_async()
         wait_until(
-            lambda: (f := h.engine.async_stats()) and f["counters"].pending == 2
-            and _head_failed(h.engine),
+            lambda: (
+                (f := h.engine.async_stats())
+                and f["counters"].pending == 2
+                and _head_failed(h.engine)
+            ),
             timeout_s=30,
             message="the worker never hit the lock",
         )
@@ -169,7 +174,9 @@ def test_lock_wait_timeout_is_retried_and_both_edits_land_in_order(celery_harnes
     finally:
         locker.rollback()
         locker.close()
-    wait_until(lambda: _drained(h.engine, "counters"), timeout_s=60, message="not applied after unlock")
+    wait_until(
+        lambda: _drained(h.engine, "counters"), timeout_s=60, message="not applied after unlock"
+    )
     assert scalar(h.engine, "SELECT value FROM counter WHERE id = %s", (counter.id,)) == 2
     assert h.engine.dead_letters.count() == 0
 

@@ -35,7 +35,11 @@ def test_mariadb_stopped_and_started_mid_run_loses_nothing(
     private_mariadb, redis_url, broker_url, key_prefix, tmp_path
 ):
     h = CeleryHarness(
-        private_mariadb.url, redis_url, broker_url, key_prefix, tmp_path,
+        private_mariadb.url,
+        redis_url,
+        broker_url,
+        key_prefix,
+        tmp_path,
         {"retry_backoff_s": 1, "retry_backoff_max_s": 2, "max_batches_per_transaction": 10},
     )
     try:
@@ -72,6 +76,7 @@ def test_mariadb_stopped_and_started_mid_run_loses_nothing(
         finally:
             stop.set()
             producer.join(timeout=30)
+
         def drained():
             try:
                 return all(s.pending == 0 for s in h.engine.async_stats().values())
@@ -84,7 +89,10 @@ def test_mariadb_stopped_and_started_mid_run_loses_nothing(
             interval_s=0.2,
             message="the backlog never drained after the restarts",
         )
-        assert scalar(h.engine, "SELECT value FROM counter WHERE id = %s", (counter.id,)) == state["value"]
+        assert (
+            scalar(h.engine, "SELECT value FROM counter WHERE id = %s", (counter.id,))
+            == state["value"]
+        )
         assert scalar(h.engine, "SELECT COUNT(*) FROM note") == len(notes)
         assert query(h.engine, "SELECT COUNT(DISTINCT id) FROM note") == [(len(notes),)]
         assert h.engine.dead_letters.count() == 0

@@ -189,10 +189,22 @@ def test_optional_and_or_none_make_a_column_nullable_and_the_rest_not_null() -> 
         for name, annotation in Product.__annotations__.items()
         if type(None) in getattr(annotation, "__args__", ())
     }
-    assert nullable == declared == {
-        "weight", "description", "photo", "released", "created_at", "category",
-        "sku", "shelf", "slot", "note",
-    }
+    assert (
+        nullable
+        == declared
+        == {
+            "weight",
+            "description",
+            "photo",
+            "released",
+            "created_at",
+            "category",
+            "sku",
+            "shelf",
+            "slot",
+            "note",
+        }
+    )
 
 
 def test_an_entity_declared_inside_a_function_with_a_forward_reference_works(
@@ -301,8 +313,14 @@ class HTTPRequestLog(Entity, async_group=True):
     pass
 
 
-class Renamed(Entity, table="custom_things", async_group="mine", local_cache=3, cache_all=True,
-              redis_cache=True):
+class Renamed(
+    Entity,
+    table="custom_things",
+    async_group="mine",
+    local_cache=3,
+    cache_all=True,
+    redis_cache=True,
+):
     pass
 
 

@@ -13,7 +13,6 @@ from tests.support.models import Category, Product
 from tests.support.services import wait_until
 from tests.support.workers import REPO
 
-
 AUTH = ("ops", "flower-test")
 
 
@@ -30,11 +29,21 @@ def flower(celery_harness, tmp_path):
     log = open(tmp_path / "flower.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "celery", "-A", "tests.support.worker_app", "flower",
-            f"--port={port}", "--address=127.0.0.1", "--persistent=False",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tests.support.worker_app",
+            "flower",
+            f"--port={port}",
+            "--address=127.0.0.1",
+            "--persistent=False",
             f"--basic-auth={AUTH[0]}:{AUTH[1]}",
         ],
-        cwd=REPO, env=h.env(), stdout=log, stderr=subprocess.STDOUT,
+        cwd=REPO,
+        env=h.env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -67,7 +76,8 @@ def test_flower_lists_apply_tasks_with_their_summaries(flower):
     def summaries():
         tasks = httpx.get(f"{url}/api/tasks", timeout=5, auth=AUTH).json()
         return [
-            t.get("args", "") for t in tasks.values()
+            t.get("args", "")
+            for t in tasks.values()
             if t.get("name") == "beeorm_celery.apply" and t.get("state") == "SUCCESS"
         ]
 

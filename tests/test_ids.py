@@ -86,8 +86,13 @@ def test_a_block_of_ids_is_used_in_order_and_shared_with_no_one(
 
 
 def allocate_in_child(
-    mysql_url: str, redis_url: str, prefix: str, block_size: int, count: int,
-    barrier: Barrier, results: Any,
+    mysql_url: str,
+    redis_url: str,
+    prefix: str,
+    block_size: int,
+    count: int,
+    barrier: Barrier,
+    results: Any,
 ) -> None:
     registry = Registry(key_prefix=prefix, id_block_size=block_size)
     registry.register_mysql(mysql_url)
@@ -109,7 +114,10 @@ def allocate_in_child(
 
 @pytest.mark.parametrize("block_size", [1, 7])
 def test_processes_seeding_the_counter_at_the_same_moment_never_share_an_id(
-    make_engine: Callable[..., Engine], mysql_url: str, redis_url: str, key_prefix: str,
+    make_engine: Callable[..., Engine],
+    mysql_url: str,
+    redis_url: str,
+    key_prefix: str,
     block_size: int,
 ) -> None:
     engine = make_engine(Ticket)

@@ -147,14 +147,20 @@ def test_a_read_in_flight_during_an_invalidation_does_not_keep_the_old_entity(
             target=lambda: in_flight.append(reader.new_context().get_by_id(Category, cat.id))
         )
         thread.start()
-        wait_until(lambda: waiting_on_a_lock(locker, database), timeout_s=20,
-                   message="the reader's SELECT never reached MySQL")
+        wait_until(
+            lambda: waiting_on_a_lock(locker, database),
+            timeout_s=20,
+            message="the reader's SELECT never reached MySQL",
+        )
         generation = local.generation
         ctx = writer.new_context()
         ctx.edit(cat).name = "v1"
         ctx.flush_async()  # Redis only: MySQL keeps "v0" until the batch is applied
-        wait_until(lambda: local.generation > generation, timeout_s=20,
-                   message="the invalidation never reached the reader")
+        wait_until(
+            lambda: local.generation > generation,
+            timeout_s=20,
+            message="the invalidation never reached the reader",
+        )
     finally:
         with locker.cursor() as cursor:
             cursor.execute("UNLOCK TABLES")

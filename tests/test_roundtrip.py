@@ -15,7 +15,7 @@ from tests.support import services
 
 class Colour(Enum):
     RED = "red"
-    QUOTE = "it's \"quoted\""
+    QUOTE = 'it\'s "quoted"'
     BACKSLASH = "back\\slash"
     EMOJI = "paint 🎨"
 
@@ -136,9 +136,20 @@ CASES: dict[str, dict[str, Any]] = {
         "long_text": None,
         "blob": None,
         "target": None,
-        **{f"maybe_{n}": None for n in (
-            "text", "bytes", "number", "flag", "ratio", "money", "day", "moment", "colour",
-        )},
+        **{
+            f"maybe_{n}": None
+            for n in (
+                "text",
+                "bytes",
+                "number",
+                "flag",
+                "ratio",
+                "money",
+                "day",
+                "moment",
+                "colour",
+            )
+        },
     },
 }
 
@@ -245,9 +256,21 @@ def test_edited_values_round_trip_and_unchanged_columns_keep_theirs(
     for name in ("text", "blob", "wide", "moment", "colour", "maybe_money", "maybe_ratio"):
         setattr(edited, name, largest[name])
     ctx.flush()
-    want = {**smallest, **{n: largest[n] for n in (
-        "text", "blob", "wide", "moment", "colour", "maybe_money", "maybe_ratio",
-    )}}
+    want = {
+        **smallest,
+        **{
+            n: largest[n]
+            for n in (
+                "text",
+                "blob",
+                "wide",
+                "moment",
+                "colour",
+                "maybe_money",
+                "maybe_ratio",
+            )
+        },
+    }
     services.delete_keys(redis_url, key_prefix)
     read = make_engine(Target, Everything, update_schema=False).new_context()
     assert_same(read.get_by_id(Everything, smallest_id), want)
@@ -263,7 +286,12 @@ def test_values_are_stored_in_the_columns_form(
     ctx = engine.new_context()
     target = ctx.new_entity(Target, name="t")
     entity = ctx.new_entity(
-        Everything, text="x", ratio=3, money=Decimal("1.5"), whole=7, colour="red",
+        Everything,
+        text="x",
+        ratio=3,
+        money=Decimal("1.5"),
+        whole=7,
+        colour="red",
         target=target.id,
     )
     ctx.flush()

@@ -105,44 +105,61 @@ def test_a_fresh_database_gets_create_statements_and_then_needs_nothing(
 
 CHANGES = {
     "add a field": (
-        Item, ItemAddedField,
+        Item,
+        ItemAddedField,
         "ALTER TABLE `item` ADD COLUMN `colour` varchar(20) NOT NULL AFTER `name`",
     ),
     "remove a field": (Item, ItemRemovedField, "ALTER TABLE `item` DROP COLUMN `stock`"),
     "longer max_length": (
-        Item, ItemLongerName, "ALTER TABLE `item` MODIFY COLUMN `name` varchar(80) NOT NULL",
+        Item,
+        ItemLongerName,
+        "ALTER TABLE `item` MODIFY COLUMN `name` varchar(80) NOT NULL",
     ),
     "shorter max_length": (
-        ItemLongerName, Item, "ALTER TABLE `item` MODIFY COLUMN `name` varchar(50) NOT NULL",
+        ItemLongerName,
+        Item,
+        "ALTER TABLE `item` MODIFY COLUMN `name` varchar(50) NOT NULL",
     ),
     "make nullable": (
-        Item, ItemNullableStock, "ALTER TABLE `item` MODIFY COLUMN `stock` bigint NULL",
+        Item,
+        ItemNullableStock,
+        "ALTER TABLE `item` MODIFY COLUMN `stock` bigint NULL",
     ),
     "make not null": (
-        ItemNullableStock, Item, "ALTER TABLE `item` MODIFY COLUMN `stock` bigint NOT NULL",
+        ItemNullableStock,
+        Item,
+        "ALTER TABLE `item` MODIFY COLUMN `stock` bigint NOT NULL",
     ),
     "add an index": (Item, ItemIndexedStock, "ALTER TABLE `item` ADD KEY `stock` (`stock`)"),
     "drop an index": (ItemIndexedStock, Item, "ALTER TABLE `item` DROP INDEX `stock`"),
     "add a unique index": (
-        Item, ItemUniqueName, "ALTER TABLE `item` ADD UNIQUE KEY `name` (`name`)",
+        Item,
+        ItemUniqueName,
+        "ALTER TABLE `item` ADD UNIQUE KEY `name` (`name`)",
     ),
     "add a composite unique index": (
-        Item, ItemCompositeUnique,
+        Item,
+        ItemCompositeUnique,
         "ALTER TABLE `item` ADD UNIQUE KEY `name_stock` (`name`, `stock`)",
     ),
     "unique index becomes composite": (
-        ItemUniqueName, ItemCompositeUnique,
+        ItemUniqueName,
+        ItemCompositeUnique,
         "ALTER TABLE `item` DROP INDEX `name`, ADD UNIQUE KEY `name_stock` (`name`, `stock`)",
     ),
     "plain index becomes unique": (
-        ItemIndexedStock, ItemUniqueName,
+        ItemIndexedStock,
+        ItemUniqueName,
         "ALTER TABLE `item` DROP INDEX `stock`, ADD UNIQUE KEY `name` (`name`)",
     ),
     "change a column type": (
-        Item, ItemStockToText, "ALTER TABLE `item` MODIFY COLUMN `stock` text NULL",
+        Item,
+        ItemStockToText,
+        "ALTER TABLE `item` MODIFY COLUMN `stock` text NULL",
     ),
     "add enum members and widen a decimal": (
-        ItemWithSize, ItemMoreSizes,
+        ItemWithSize,
+        ItemMoreSizes,
         "ALTER TABLE `item` MODIFY COLUMN `size` enum('s','m','xl') NOT NULL, "
         "MODIFY COLUMN `price` decimal(12,3) NOT NULL",
     ),

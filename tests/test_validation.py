@@ -59,16 +59,24 @@ CASES: dict[str, tuple[dict[str, Any], str, str]] = {
     "int beyond BIGINT": ({"stock": 2**63}, "stock", "out of the BIGINT range"),
     "float for a Decimal": ({"price": 1.5}, "price", "expected Decimal, got float"),
     "Decimal with too many integer digits": (
-        {"price": Decimal("100000000.00")}, "price", "at most 8 digits before the point",
+        {"price": Decimal("100000000.00")},
+        "price",
+        "at most 8 digits before the point",
     ),
     "Decimal with too many decimal places": (
-        {"price": Decimal("1.005")}, "price", "more than 2 decimal places",
+        {"price": Decimal("1.005")},
+        "price",
+        "more than 2 decimal places",
     ),
     "Decimal(65,30) with too many decimal places": (
-        {"wide": Decimal("1" * 35 + "." + "1" * 31)}, "wide", "more than 30 decimal places",
+        {"wide": Decimal("1" * 35 + "." + "1" * 31)},
+        "wide",
+        "more than 30 decimal places",
     ),
     "Decimal(65,30) with too many integer digits": (
-        {"wide": Decimal("1" * 36)}, "wide", "at most 35 digits before the point",
+        {"wide": Decimal("1" * 36)},
+        "wide",
+        "at most 35 digits before the point",
     ),
     "Decimal NaN": ({"price": Decimal("NaN")}, "price", "cannot be stored"),
     "unknown enum member": ({"status": "deleted"}, "status", "not a member of Status"),

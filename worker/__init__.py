@@ -1,4 +1,7 @@
-"""The example Celery app: ``celery -A worker worker -Q beeorm.catalog,beeorm.orders,beeorm.default``."""
+"""The example Celery app.
+
+Run it with ``celery -A worker worker -Q beeorm.catalog,beeorm.orders,beeorm.default``.
+"""
 
 from __future__ import annotations
 

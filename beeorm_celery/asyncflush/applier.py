@@ -19,6 +19,7 @@ the configured age) dead-letters that batch, drops its cache keys, and moves the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -120,7 +121,11 @@ class Applier:
                         report.more = True
                         return report
                     continue
-                if linger > 0 and remaining > 0 and self.log.wait_for_entries(min(linger, remaining)):
+                if (
+                    linger > 0
+                    and remaining > 0
+                    and self.log.wait_for_entries(min(linger, remaining))
+                ):
                     continue
                 if self.log.release_trigger_if_idle():
                     return report
@@ -141,9 +146,8 @@ class Applier:
         conn = self.pool.acquire()
         try:
             with conn.cursor() as cursor:
-                cursor.execute(
-                    f"SET SESSION innodb_lock_wait_timeout = {int(self.settings.lock_wait_timeout_s)}"
-                )
+                timeout_s = int(self.settings.lock_wait_timeout_s)
+                cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {timeout_s}")
         except BaseException:
             self.pool.release(conn, broken=True)
             raise
@@ -170,7 +174,8 @@ class Applier:
             if db_epoch:
                 logger.warning(
                     "async group %r: its log was recreated (Redis lost it?); applying the new "
-                    "log from its first entry", self.group,
+                    "log from its first entry",
+                    self.group,
                 )
             position = "0-0"
         if entries and not after(entries[0][0], position):
@@ -193,15 +198,21 @@ class Applier:
         conn.rollback()
         # No row: either another worker holds it (SKIP LOCKED) or the group is new.
         try:
-            cursor.execute(f"SELECT 1 FROM `{APPLIED_TABLE}` WHERE `async_group` = %s", (self.group,))
+            cursor.execute(
+                f"SELECT 1 FROM `{APPLIED_TABLE}` WHERE `async_group` = %s", (self.group,)
+            )
         except pymysql.err.ProgrammingError as e:
             if error_code(e) != 1146:
                 raise
             cursor.execute(APPLIED_TABLE_SQL)
-            cursor.execute(f"SELECT 1 FROM `{APPLIED_TABLE}` WHERE `async_group` = %s", (self.group,))
+            cursor.execute(
+                f"SELECT 1 FROM `{APPLIED_TABLE}` WHERE `async_group` = %s", (self.group,)
+            )
         if cursor.fetchone() is not None:
             return None
-        cursor.execute(f"INSERT IGNORE INTO `{APPLIED_TABLE}` (`async_group`) VALUES (%s)", (self.group,))
+        cursor.execute(
+            f"INSERT IGNORE INTO `{APPLIED_TABLE}` (`async_group`) VALUES (%s)", (self.group,)
+        )
         conn.begin()
         cursor.execute(_LOCK_SQL, (self.group,))
         row = cursor.fetchone()
@@ -229,7 +240,11 @@ class Applier:
                     break  # apply what came before; the bad entry becomes the head next step
                 self._dead_letter_malformed(conn, cursor, entry_id, fields, e, epoch, report)
                 return [], {}
-            if chunk and operations + len(batch.operations) > self.settings.max_operations_per_transaction:
+            if (
+                chunk
+                and operations + len(batch.operations)
+                > self.settings.max_operations_per_transaction
+            ):
                 break
             chunk.append(batch)
             payloads[entry_id] = fields.get(PAYLOAD_FIELD, b"")
@@ -247,9 +262,7 @@ class Applier:
         report: DrainReport,
     ) -> Step:
         ops = [op for batch in chunk for op in batch.operations]
-        planned = (
-            [(operation_sql(op), [op]) for op in ops] if single else statements(ops)
-        )
+        planned = [(operation_sql(op), [op]) for op in ops] if single else statements(ops)
         last_id = str(chunk[-1].id)
         statement = ""
         try:
@@ -326,7 +339,11 @@ class Applier:
         )
         logger.error(
             "async group %r: batch %s dead-lettered after %d attempt(s): %s %s",
-            self.group, head.id, failure.attempts, dead.error_code, dead.error,
+            self.group,
+            head.id,
+            failure.attempts,
+            dead.error_code,
+            dead.error,
         )
         self.dead_letters.store(dead)
         self._invalidate(head.operations)
@@ -345,7 +362,9 @@ class Applier:
         conn.rollback()
         now = datetime.now(UTC)
         raw = fields.get(PAYLOAD_FIELD, b"")
-        logger.error("async group %r: malformed batch %s dead-lettered: %s", self.group, entry_id, error)
+        logger.error(
+            "async group %r: malformed batch %s dead-lettered: %s", self.group, entry_id, error
+        )
         self.dead_letters.store(
             DeadLetter(
                 id=f"{self.group}/{entry_id}",
@@ -394,7 +413,9 @@ class Applier:
             hold = self.settings.trigger_ttl_s + self.settings.retry_backoff_max_s
             self.log.hold_trigger(hold)
         except redis.RedisError:
-            logger.warning("async group %r: Redis unreachable while recording a failure", self.group)
+            logger.warning(
+                "async group %r: Redis unreachable while recording a failure", self.group
+            )
         raise TemporaryApplyError(
             f"async group {self.group!r}: temporary error ({code}: {message}); "
             "the head batch stays queued and is retried",
@@ -429,7 +450,6 @@ class Applier:
 
 
 def _rollback(conn: Connection[Any]) -> None:
-    try:
+    # If the connection is gone, the server rolls back on its own.
+    with contextlib.suppress(pymysql.MySQLError):
         conn.rollback()
-    except pymysql.MySQLError:
-        pass  # the connection is gone; the server rolls back on its own

@@ -104,12 +104,15 @@ def decode_entry(
     return decode_payload(engine, group, payload, entry_id)
 
 
-def decode_payload(engine: Engine, group: str, payload: bytes, entry_id: str | None = None) -> Batch:
+def decode_payload(
+    engine: Engine, group: str, payload: bytes, entry_id: str | None = None
+) -> Batch:
     where = f"batch {entry_id}" if entry_id else "batch"
     try:
         data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise MalformedBatchError(f"{where}: not JSON ({e})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        # RecursionError: nesting deeper than the interpreter's stack (b"[" * 100000)
+        raise MalformedBatchError(f"{where}: not JSON ({type(e).__name__}: {e})") from None
     if not isinstance(data, dict):
         raise MalformedBatchError(f"{where}: not a JSON object")
     if data.get("v") != FORMAT_VERSION:
@@ -170,5 +173,7 @@ def _decode_values(schema: EntitySchema, raw: dict[str, Any], where: str) -> dic
         try:
             result[name] = column.type.validate(column.type.from_json(value))
         except (InvalidValue, ValueError, TypeError, AttributeError) as e:
-            raise MalformedBatchError(f"{where}: bad value for {schema.table}.{name}: {e}") from None
+            raise MalformedBatchError(
+                f"{where}: bad value for {schema.table}.{name}: {e}"
+            ) from None
     return result

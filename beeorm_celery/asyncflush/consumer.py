@@ -39,7 +39,9 @@ def consume_async_flush_events(
     retried with backoff for as long as it takes. Returns what was done, per group.
     """
     if block and stop is None:
-        raise ValueError("block=True needs a stop event: consume_async_flush_events(engine, True, stop)")
+        raise ValueError(
+            "block=True needs a stop event: consume_async_flush_events(engine, True, stop)"
+        )
     names = sorted(groups) if groups is not None else sorted(engine.async_groups)
     settings = engine.async_settings
     appliers = {g: Applier(engine, g) for g in names}
@@ -64,7 +66,9 @@ def consume_async_flush_events(
                 first_failure.setdefault(group, now)
                 if not block and now - first_failure[group] > retry_for_s:
                     raise
-                delay = backoff_s(attempts[group], settings.retry_backoff_s, settings.retry_backoff_max_s)
+                delay = backoff_s(
+                    attempts[group], settings.retry_backoff_s, settings.retry_backoff_max_s
+                )
                 logger.warning("%s; retrying in %.2fs", e, delay)
                 not_before[group] = now + delay
                 retrying = True

@@ -121,7 +121,10 @@ class DeadLetters:
         """Dead letters, oldest failure first, at most ``limit``."""
         found: builtins.list[DeadLetter] = []
         for g in self._groups(group):
-            ids = cast(builtins.list[bytes], self.client.zrange(self.keys.dead_index(g), 0, max(0, limit - 1)))
+            ids = cast(
+                builtins.list[bytes],
+                self.client.zrange(self.keys.dead_index(g), 0, max(0, limit - 1)),
+            )
             if not ids:
                 continue
             for raw in cast(builtins.list[bytes | None], self.client.hmget(self.keys.dead(g), ids)):
@@ -182,7 +185,12 @@ class DeadLetters:
         """
         replayed = 0
         for g in self._groups(group):
-            ids = [_text(i) for i in cast(builtins.list[bytes], self.client.zrange(self.keys.dead_index(g), 0, -1))]
+            ids = [
+                _text(i)
+                for i in cast(
+                    builtins.list[bytes], self.client.zrange(self.keys.dead_index(g), 0, -1)
+                )
+            ]
             for batch_id in ids:
                 try:
                     self.retry(f"{g}/{batch_id}")
@@ -224,18 +232,25 @@ class DeadLetters:
         pipe.hset(dead_key, dead.batch_id, dead.to_json())
         pipe.zadd(index_key, {dead.batch_id: dead.failed_at.timestamp()})
         pipe.execute()
-        self._enforce_limits(dead.group, settings.dead_letter_max_per_group, settings.dead_letter_max_age_s)
+        self._enforce_limits(
+            dead.group, settings.dead_letter_max_per_group, settings.dead_letter_max_age_s
+        )
 
     def _enforce_limits(self, group: str, max_count: int, max_age_s: float) -> None:
         dead_key, index_key = self.keys.dead(group), self.keys.dead_index(group)
-        expired: builtins.list[Any] = self.client.zrangebyscore(index_key, 0, time.time() - max_age_s)
+        expired: builtins.list[Any] = self.client.zrangebyscore(
+            index_key, 0, time.time() - max_age_s
+        )
         excess = int(self.client.zcard(index_key)) - len(expired) - max_count
         if excess > 0:
             expired += self.client.zrange(index_key, len(expired), len(expired) + excess - 1)
         if expired:
             logger.warning(
                 "dropping %d dead letters of group %r (limits: %d entries, %.0fs)",
-                len(expired), group, max_count, max_age_s,
+                len(expired),
+                group,
+                max_count,
+                max_age_s,
             )
             pipe = self.client.pipeline(transaction=True)
             pipe.hdel(dead_key, *expired)

@@ -195,8 +195,9 @@ def max_queued_insert_id(engine: Engine, schema: EntitySchema) -> int:
     Only read when an id counter is (re)seeded, so a lost counter can't hand out an id that a
     queued INSERT already holds.
     """
-    from beeorm_celery.asyncflush.batch import PAYLOAD_FIELD
     import json
+
+    from beeorm_celery.asyncflush.batch import PAYLOAD_FIELD
 
     client = log_client(engine)
     key = engine.keys.log(schema.options.async_group)

@@ -9,13 +9,13 @@ disk full is 1021 (ER_DISK_FULL), so 1021 is here and 1031 is left to "unknown".
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 import pymysql
 import redis
 
 
-class ErrorClass(str, Enum):
+class ErrorClass(StrEnum):
     TEMPORARY = "temporary"
     PERMANENT = "permanent"
     UNKNOWN = "unknown"

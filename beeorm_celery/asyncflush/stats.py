@@ -70,7 +70,8 @@ def _applied_counts(engine: Engine) -> dict[str, tuple[int, int]]:
         try:
             with engine.mysql[pool_name].connection() as conn, conn.cursor() as cursor:
                 cursor.execute(
-                    f"SELECT `async_group`, `applied_batches`, `applied_operations` FROM `{APPLIED_TABLE}`"
+                    "SELECT `async_group`, `applied_batches`, `applied_operations` "
+                    f"FROM `{APPLIED_TABLE}`"
                 )
                 for group, batches, operations in cursor.fetchall():
                     if engine.async_groups.get(group) == pool_name:

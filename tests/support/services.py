@@ -29,8 +29,11 @@ def mysql_answers(url: str) -> bool:
     p = urlparse(url)
     try:
         conn = pymysql.connect(
-            host=p.hostname or "127.0.0.1", port=p.port or 3306, user=p.username or "root",
-            password=p.password or "", connect_timeout=3,
+            host=p.hostname or "127.0.0.1",
+            port=p.port or 3306,
+            user=p.username or "root",
+            password=p.password or "",
+            connect_timeout=3,
         )
         conn.close()
         return True
@@ -97,8 +100,12 @@ def with_database(url: str, database: str) -> str:
 def server_connection(url: str) -> pymysql.connections.Connection:  # type: ignore[type-arg]
     p = urlparse(url)
     return pymysql.connect(
-        host=p.hostname or "127.0.0.1", port=p.port or 3306, user=p.username or "root",
-        password=p.password or "", autocommit=True, charset="utf8mb4",
+        host=p.hostname or "127.0.0.1",
+        port=p.port or 3306,
+        user=p.username or "root",
+        password=p.password or "",
+        autocommit=True,
+        charset="utf8mb4",
     )
 
 
@@ -108,7 +115,9 @@ def new_database(url: str) -> str:
     conn = server_connection(url)
     try:
         with conn.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+            cursor.execute(
+                f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            )
     finally:
         conn.close()
     return with_database(url, name)
@@ -139,7 +148,7 @@ def delete_keys(url: str, prefix: str) -> None:
 
 
 def wait_until(predicate, timeout_s: float = 10.0, interval_s: float = 0.02, message: str = ""):  # type: ignore[no-untyped-def]
-    """Poll ``predicate`` until it returns a truthy value; fail with ``message`` after the timeout."""
+    """Poll ``predicate`` until it returns something truthy; fail with ``message`` on timeout."""
     deadline = time.monotonic() + timeout_s
     while True:
         value = predicate()

@@ -17,7 +17,9 @@ from beeorm_celery.celery import install
 from tests.support import models
 
 
-def build_engine(db_url: str, redis_url: str, prefix: str, async_options: dict[str, object]) -> Engine:
+def build_engine(
+    db_url: str, redis_url: str, prefix: str, async_options: dict[str, object]
+) -> Engine:
     registry = Registry(key_prefix=prefix, async_flush=AsyncFlushSettings(**async_options))  # type: ignore[arg-type]
     registry.register_mysql(db_url)
     registry.register_redis(redis_url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -48,7 +49,9 @@ class WorkerProcess:
             if " ready." in self.log():
                 return
             if self.process.poll() is not None:
-                raise AssertionError(f"worker exited with {self.process.returncode}:\n{self.log()[-4000:]}")
+                raise AssertionError(
+                    f"worker exited with {self.process.returncode}:\n{self.log()[-4000:]}"
+                )
             time.sleep(0.1)
         raise AssertionError(f"worker not ready after {timeout_s}s:\n{self.log()[-4000:]}")
 
@@ -58,10 +61,8 @@ class WorkerProcess:
     def kill(self) -> None:
         """SIGKILL the worker and its pool processes: no cleanup, no acks."""
         for child in self.children():
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 child.kill()
-            except psutil.NoSuchProcess:
-                pass
         if self.alive():
             self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=10)
@@ -76,10 +77,8 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.kill()
         for child in children:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 child.kill()
-            except psutil.NoSuchProcess:
-                pass
 
 
 @dataclass
@@ -95,7 +94,9 @@ class CeleryHarness:
     workers: list[WorkerProcess] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.engine: Engine = build_engine(self.db_url, self.redis_url, self.prefix, self.async_options)
+        self.engine: Engine = build_engine(
+            self.db_url, self.redis_url, self.prefix, self.async_options
+        )
         self.engine.update_schema()
         self.app = build_app(self.broker_url, self.prefix)
         self.task = install(self.app, self.engine, sweep=False)
@@ -123,10 +124,25 @@ class CeleryHarness:
         queue_names = ",".join(f"beeorm.{g}" for g in (queues or models.GROUPS))
         log_path = self.tmp_path / f"{name}.log"
         command = [
-            sys.executable, "-m", "celery", "-A", "tests.support.worker_app", "worker",
-            "-Q", queue_names, "-c", str(concurrency), "-n", f"{name}@%h",
-            "--pool", "prefork", "--loglevel", "INFO",
-            "--without-mingle", "--without-gossip", *extra_args,
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tests.support.worker_app",
+            "worker",
+            "-Q",
+            queue_names,
+            "-c",
+            str(concurrency),
+            "-n",
+            f"{name}@%h",
+            "--pool",
+            "prefork",
+            "--loglevel",
+            "INFO",
+            "--without-mingle",
+            "--without-gossip",
+            *extra_args,
         ]
         with open(log_path, "wb") as log_file:  # the child keeps its own copy of the descriptor
             process = subprocess.Popen(
