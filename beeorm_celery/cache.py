@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from beeorm_celery.keys import COMPLETE_FIELD, TOMBSTONE, Keys
+from beeorm_celery.keys import COMPLETE_FIELD, STALE, STALE_TTL_S, TOMBSTONE, Keys
 from beeorm_celery.operations import Operation, OpKind
 
 if TYPE_CHECKING:
@@ -132,16 +132,16 @@ class CacheWrites:
 
 
 def invalidate_operation(pipe: Pipeline, keys: Keys, op: Operation) -> None:
-    """Queue on ``pipe`` the deletes that make reads of ``op``'s rows fall back to MySQL."""
+    """Queue on ``pipe`` the writes that make reads of ``op``'s rows fall back to MySQL."""
     schema = op.schema
     if schema.options.redis_cache is None:
         return
-    pipe.delete(keys.entity(schema, op.id))
+    pipe.set(keys.entity(schema, op.id), STALE, ex=STALE_TTL_S)
     for index in schema.unique_indexes.values():
         for after in (False, True):
             values = _index_values(op, index.columns, after=after)
             if values is not None:
-                pipe.delete(keys.unique(schema, index.name, values))
+                pipe.set(keys.unique(schema, index.name, values), STALE, ex=STALE_TTL_S)
     for column in schema.cached_references:
         refs = {_ref_id(op.before.get(column.name)), _ref_id(op.values.get(column.name))}
         for ref in refs - {None}:

@@ -37,6 +37,11 @@ if TYPE_CHECKING:
     from beeorm_celery.schema import EntitySchema
 
 TOMBSTONE = b"-"
+# Left where the applier dropped a key (dead letter, replay): reads treat it as a miss and go to
+# MySQL, and their SET NX cannot replace it, so a reader whose SELECT ran before the COMMIT cannot
+# put the old state back. It expires after STALE_TTL_S, long after any such reader finished.
+STALE = b"?"
+STALE_TTL_S = 10
 COMPLETE_FIELD = b"_complete"
 
 

@@ -14,7 +14,7 @@ from beeorm_celery.cache import decode_row, encode_row
 from beeorm_celery.columns import InvalidValue
 from beeorm_celery.entity import Entity, Reference
 from beeorm_celery.errors import ConfigError, QueryError
-from beeorm_celery.keys import COMPLETE_FIELD, TOMBSTONE, _plain
+from beeorm_celery.keys import COMPLETE_FIELD, STALE, TOMBSTONE, _plain
 from beeorm_celery.local_cache import is_absent
 from beeorm_celery.query import Pager, Where, ids_in, where_sql
 from beeorm_celery.sql import select_sql
@@ -107,8 +107,8 @@ class Reader:
         keys = [self.engine.keys.entity(schema, i) for i in ids]
         client = self.engine.redis_for(schema)
         for entity_id, raw in zip(ids, client.mget(keys), strict=True):
-            if raw is None:
-                continue
+            if raw is None or raw == STALE:
+                continue  # a miss: MySQL has the truth
             if raw == TOMBSTONE:
                 found[entity_id] = None
                 continue
@@ -168,7 +168,7 @@ class Reader:
             raw = self.engine.redis_for(schema).get(key)
             if raw == TOMBSTONE:
                 return None
-            if raw is not None:
+            if raw is not None and raw != STALE:
                 entity = self.get_by_id(schema, int(raw))
                 if entity is not None and self._matches(entity, index.columns, normalized):
                     return entity
