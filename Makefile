@@ -31,7 +31,9 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
-## make bench: benchmarks against raw PyMySQL and naive Celery baselines (BENCH_QUICK=1: short)
+## make bench: benchmarks against raw PyMySQL and naive Celery baselines, table + bench/results.json
+##   BENCH_QUICK=1: under five minutes; BENCH_PROFILE=1: profiles in bench/profiles/;
+##   BENCH_ONLY=latency,applied: some phases only (bench/README.md)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 

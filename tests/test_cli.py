@@ -27,6 +27,7 @@ from tests.support import models
 from tests.support.services import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
+CLI_MODULE = (sys.executable, "-m", "beeorm_celery.cli")
 CONSOLE_SCRIPT = Path(sys.executable).with_name("beeorm-celery")
 WIDE = {"COLUMNS": "200"}  # rich tables at full width: ids and errors are not cut
 
@@ -356,16 +357,41 @@ def test_remove_one_drops_only_that_dead_letter(engine: Engine) -> None:
     assert [d.id for d in engine.dead_letters.list()] == [boats]
 
 
-def test_remove_all_without_yes_lists_what_would_go_keeps_it_and_exits_1(
-    engine: Engine,
+def test_remove_all_from_a_script_removes_them_as_spec_says(engine: Engine) -> None:
+    make_dead_letter(engine, "Cars")
+
+    result = run(engine, "dead", "remove", "--all")  # stdin is not a terminal here
+
+    assert result.exit_code == 0, result.output
+    assert "removed 1 dead letter(s)" in result.stdout
+    assert engine.dead_letters.count() == 0
+
+
+def test_remove_all_at_a_terminal_asks_and_keeps_them_on_no(
+    engine: Engine, env: dict[str, str]
 ) -> None:
+    import pty
+
     cars, _ = make_dead_letter(engine, "Cars")
-
-    result = run(engine, "dead", "remove", "--all")
-
-    assert result.exit_code == 1
-    assert cars in result.stdout
-    assert "would remove 1 dead letter(s); add --yes" in result.stderr
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [*CLI_MODULE, "--engine", "tests.support.cli_engine:engine", "dead", "remove", "--all"],
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        env=env,
+        cwd=REPO,
+    )
+    os.close(secondary)
+    seen = b""
+    deadline = time.monotonic() + 60
+    while b"[y/N]" not in seen and time.monotonic() < deadline:
+        seen += os.read(primary, 4096)
+    os.write(primary, b"n\n")
+    assert process.wait(timeout=60) == 1
+    os.close(primary)
+    assert b"remove 1 dead letter(s)?" in seen
+    assert cars.encode() in seen
     assert engine.dead_letters.count() == 1
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 from rich.console import Console
 
@@ -104,14 +106,15 @@ def retry(ctx: click.Context, dead_letter_id: str | None, all_: bool, group: str
 @click.argument("dead_letter_id", metavar="[ID]", required=False)
 @click.option("--all", "all_", is_flag=True, help="Remove every dead letter (of --group).")
 @group_option
-@click.option("--yes", is_flag=True, help="Confirm --all; without it, only list what would go.")
+@click.option("--yes", is_flag=True, help="Don't ask for confirmation at a terminal.")
 @click.pass_context
 def remove(
     ctx: click.Context, dead_letter_id: str | None, all_: bool, group: str | None, yes: bool
 ) -> None:
     """Drop a dead letter for good: its SQL will never run.
 
-    'remove --all' needs --yes; without it, it prints what it would remove and exits 1.
+    At a terminal, 'remove --all' shows what would go and asks first (--yes skips the
+    question); in scripts (no terminal on stdin) it removes them, as SPEC's 'dead remove --all'.
     """
     _check_target(dead_letter_id, all_, group)
     if yes and not all_:
@@ -125,13 +128,14 @@ def remove(
         click.echo(f"removed {dead_letter_id}")
         return
     check_group(engine, group)
-    if not yes:
+    if not yes and sys.stdin is not None and sys.stdin.isatty():
         total = engine.dead_letters.count(group)
         if total == 0:
             click.echo(f"removed 0 dead letter(s){_of(group)}")
             return
         _print_table(engine, group, DEFAULT_LIST_LIMIT)
-        raise refused(f"would remove {total} dead letter(s){_of(group)}; add --yes to do it")
+        if not click.confirm(f"remove {total} dead letter(s){_of(group)}?", default=False):
+            raise refused(f"kept {total} dead letter(s){_of(group)}")
     removed = engine.dead_letters.clear(group)
     click.echo(f"removed {removed} dead letter(s){_of(group)}")
 

@@ -1,0 +1,188 @@
+"""``python -m bench`` (``make bench``): every measurement of issue 5 in one run.
+
+BENCH_QUICK=1 runs the same measurements smaller (under five minutes); BENCH_PROFILE=1 also
+writes profiles to bench/profiles/; BENCH_ONLY=latency,applied runs just those phases (names
+in PHASES). Results: a table on the terminal and bench/results.json.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+
+from bench import baselines, latency, memory, reads, report, throughput
+from bench.harness import Harness
+from bench.profiling import producer_profile
+from bench.settings import BenchSettings, Sizes
+from bench.workers import REPO
+
+RESULTS_PATH = REPO / "bench" / "results.json"
+# In this order: the raw baseline runs right before the applied run it is compared with.
+PHASES = ("latency", "reads", "raw_executemany", "applied", "naive_celery", "scaling", "memory")
+
+
+class Run:
+    """One bench run: the phases, what they found, and what failed."""
+
+    def __init__(self, settings: BenchSettings, console: Console) -> None:
+        self.settings = settings
+        self.sizes: Sizes = settings.sizes
+        self.console = console
+        self.harness = Harness(settings)
+        self.results: dict[str, Any] = {"meta": _meta(settings)}
+        self.details: dict[str, Any] = {}
+        self.errors: dict[str, str] = {}
+
+    def phase(self, name: str) -> None:
+        if self.settings.only and name not in self.settings.only:
+            return
+        run: Callable[[], None] = getattr(self, f"run_{name}")
+        self.console.print(f"[bold]bench:[/bold] {name} ...", highlight=False)
+        began = time.monotonic()
+        try:
+            with producer_profile(self.harness.profile_dir, name):
+                run()
+        except Exception as e:  # one failed measurement must not hide the others
+            self.errors[name] = f"{type(e).__name__}: {e}"
+            self.console.print(f"[red]bench: {name} failed[/red]\n{traceback.format_exc()}")
+        else:
+            self.console.print(f"      done in {time.monotonic() - began:.1f}s", highlight=False)
+
+    def run_latency(self) -> None:
+        found = latency.measure(self.harness, self.sizes.latency_rounds)
+        self.details["latency"] = found
+        # the issue's key names are for the 10-entity flush
+        for mode in ("flush", "flush_async"):
+            for p in ("p50", "p99"):
+                self.results[f"{mode}_{p}_us"] = found[f"{mode}_10_{p}_us"]
+                self.results[f"{mode}_1_{p}_us"] = found[f"{mode}_1_{p}_us"]
+        self.results["redis_rtt_us"] = found["redis_rtt_us"]
+        self.results["redis_rtt_p99_us"] = found["redis_rtt_p99_us"]
+
+    def run_reads(self) -> None:
+        found = reads.measure(self.harness, self.sizes.reads_s, self.sizes.reads_rows)
+        self.details["reads"] = found
+        self.results.update(found)
+
+    def run_raw_executemany(self) -> None:
+        found = baselines.raw_executemany(self.harness, self.sizes.raw_rows)
+        self.details["raw_executemany"] = found
+        self.results["raw_executemany_rows_per_s"] = found["rows_per_s"]
+        self.results["raw_client_cpu_us_per_row"] = found["client_cpu_us_per_row"]
+
+    def run_applied(self) -> None:
+        found = self._throughput(self.sizes.workers, self.sizes.groups)
+        self.details["applied"] = found
+        self.results["applied_rows_per_s"] = found["rows_per_s"]
+        self.results["applied_producer_rows_per_s"] = found["producer_rows_per_s"]
+        self.results["applied_producer_cpu_us_per_row"] = found["producer_cpu_us_per_row"]
+        self.results["applied_worker_cpu_us_per_row"] = found["worker_cpu_us_per_row"]
+
+    def run_naive_celery(self) -> None:
+        found = baselines.naive_celery(self.harness, self.sizes.naive_rows)
+        self.details["naive_celery"] = found
+        self.results["naive_celery_rows_per_s"] = found["rows_per_s"]
+        self.results["naive_worker_cpu_us_per_row"] = found["worker_cpu_us_per_row"]
+
+    def run_scaling(self) -> None:
+        sizes = self.sizes
+        points = [(w, sizes.groups) for w in sizes.scaling_workers]
+        points += [(sizes.workers, g) for g in sizes.scaling_groups if g != sizes.groups]
+        found: list[dict[str, Any]] = []
+        for workers, groups in points:
+            if (workers, groups) == (sizes.workers, sizes.groups) and "applied" in self.details:
+                found.append(self.details["applied"])  # the main run is one of the points
+                continue
+            self.console.print(f"      -c {workers}, {groups} group(s)", highlight=False)
+            found.append(self._throughput(workers, groups))
+        self.details["scaling"] = found
+
+    def run_memory(self) -> None:
+        drains = []
+        for rows in self.sizes.memory_backlogs:
+            self.console.print(f"      backlog of {rows:,} rows", highlight=False)
+            drains.append(memory.measure(self.harness, rows).as_dict())
+        self.details["memory"] = drains
+        self.results["worker_peak_rss_mb_small"] = drains[0]["peak_rss_mb"]
+        self.results["worker_peak_rss_mb"] = drains[-1]["peak_rss_mb"]
+        # the larger backlog is the longer, steadier drain
+        self.results["drain_rows_per_s"] = drains[-1]["drain_rows_per_s"]
+        self.results["drain_worker_cpu_us_per_row"] = drains[-1]["worker_cpu_us_per_row"]
+
+    def _throughput(self, workers: int, groups: int) -> dict[str, Any]:
+        return throughput.measure(
+            self.harness,
+            workers=workers,
+            groups=groups,
+            rows=self.sizes.applied_rows,
+            flush_size=self.sizes.flush_size,
+        ).as_dict()
+
+    def execute(self) -> int:
+        started = time.monotonic()
+        try:
+            self.harness.open()
+            for name in PHASES:
+                self.phase(name)
+        except KeyboardInterrupt:
+            self.errors["run"] = "interrupted"
+        finally:
+            self.harness.close(keep_logs=bool(self.errors))
+        if self.errors:
+            self.console.print(f"worker logs kept in {self.harness.scratch}", highlight=False)
+        results = self.results
+        results["ratios"] = report.ratios(results)
+        results["details"] = self.details
+        results["errors"] = self.errors
+        results["meta"]["duration_s"] = round(time.monotonic() - started, 1)
+        results["meta"]["loadavg_end"] = os.getloadavg()
+        report.write_json(RESULTS_PATH, results)
+        report.print_tables(self.console, results)
+        self.console.print(
+            f"results: {RESULTS_PATH.relative_to(REPO)} ({results['meta']['duration_s']}s)",
+            highlight=False,
+        )
+        return 1 if self.errors else 0
+
+
+def _meta(settings: BenchSettings) -> dict[str, Any]:
+    notes = [
+        "Throughput: entities are created before the clock starts; the clock runs from the "
+        "first flush_async() to the last row committed in MySQL.",
+        "Compare ratios measured in one run; absolute figures move with the machine's load "
+        "(see loadavg); CPU per row moves much less.",
+    ]
+    if settings.profile:
+        notes.append("BENCH_PROFILE=1: profilers were running; the figures carry their overhead.")
+    return {
+        "mode": "quick" if settings.quick else "full",
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "loadavg_start": os.getloadavg(),
+        "sizes": settings.sizes.__dict__,
+        "only": sorted(settings.only),
+        "profile": settings.profile,
+        "notes": notes,
+    }
+
+
+def main() -> int:
+    settings = BenchSettings.from_env()
+    unknown = settings.only - set(PHASES)
+    if unknown:
+        raise SystemExit(f"bench: BENCH_ONLY names unknown phases {sorted(unknown)}; see {PHASES}")
+    return Run(settings, Console()).execute()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

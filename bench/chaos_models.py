@@ -1,0 +1,105 @@
+"""The fault run's entities, and the audit triggers that record every row change MySQL applies.
+
+Three tables in three async groups, with different cache setups. Each row belongs to one
+producer (``producer``) and carries the producer's sequence number of its last write (``seq``)
+and how many edits it has had (``edits``).
+
+The audit: an AFTER INSERT / UPDATE / DELETE trigger on each table appends (table, id, kind,
+producer, seq, edits) to ``chaos_audit``. A trigger runs inside the applying transaction, so a
+rolled-back attempt leaves nothing and a committed one leaves exactly one line per row change.
+That makes "applied twice" and "applied out of order" visible even where the final state would
+hide them (an UPDATE that sets the same values twice).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from beeorm_celery import Entity, Field
+
+
+class ChaosA(Entity, redis_cache=True, async_group="chaos_a"):
+    """Redis cache, a unique index (the provoked duplicate-key dead letters use it)."""
+
+    producer: int = 0
+    seq: int = 0
+    edits: int = 0
+    name: str = Field(max_length=64, required=True, unique="name")
+    amount: Decimal = Field(precision=12, scale=2, default=Decimal("0.00"))
+    ratio: float = 0.0
+    note: str | None = None
+
+
+class ChaosB(Entity, redis_cache=True, local_cache=True, async_group="chaos_b"):
+    """Redis and local cache (local caches are invalidated through pub/sub)."""
+
+    producer: int = 0
+    seq: int = 0
+    edits: int = 0
+    name: str = Field(max_length=64, required=True, unique="name")
+    amount: Decimal = Field(precision=12, scale=2, default=Decimal("0.00"))
+    ratio: float = 0.0
+    note: str | None = None
+
+
+class ChaosC(Entity, async_group="chaos_c"):
+    """No cache: every read goes to MySQL."""
+
+    producer: int = 0
+    seq: int = 0
+    edits: int = 0
+    name: str = Field(max_length=64, required=True, unique="name")
+    amount: Decimal = Field(precision=12, scale=2, default=Decimal("0.00"))
+    ratio: float = 0.0
+    note: str | None = None
+
+
+ENTITIES: tuple[type[Entity], ...] = (ChaosA, ChaosB, ChaosC)
+BY_TABLE: dict[str, type[Entity]] = {"chaos_a": ChaosA, "chaos_b": ChaosB, "chaos_c": ChaosC}
+GROUP_OF_TABLE = {"chaos_a": "chaos_a", "chaos_b": "chaos_b", "chaos_c": "chaos_c"}
+GROUPS = tuple(sorted(set(GROUP_OF_TABLE.values())))
+# The table whose unique index the provoked dead letters break.
+POISON_TABLE = "chaos_a"
+
+AUDIT_TABLE = "chaos_audit"
+BALLAST_TABLE = "chaos_ballast"  # rows a lock holder writes so InnoDB picks the worker as victim
+
+_AUDIT_SQL = f"""
+CREATE TABLE IF NOT EXISTS `{AUDIT_TABLE}` (
+  `n` BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+  `tbl` VARCHAR(32) NOT NULL,
+  `row_id` BIGINT UNSIGNED NOT NULL,
+  `kind` CHAR(1) NOT NULL,
+  `producer` BIGINT NOT NULL,
+  `seq` BIGINT NOT NULL,
+  `edits` BIGINT NOT NULL,
+  PRIMARY KEY (`n`),
+  KEY `row` (`tbl`, `row_id`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
+"""
+
+_BALLAST_SQL = f"""
+CREATE TABLE IF NOT EXISTS `{BALLAST_TABLE}` (
+  `n` BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+  `filler` VARCHAR(100) NOT NULL,
+  PRIMARY KEY (`n`)
+) ENGINE=InnoDB
+"""
+
+
+def _trigger_sql(table: str, event: str, kind: str, row: str) -> str:
+    return (
+        f"CREATE TRIGGER `{table}_audit_{kind}` AFTER {event} ON `{table}` FOR EACH ROW "
+        f"INSERT INTO `{AUDIT_TABLE}` (`tbl`, `row_id`, `kind`, `producer`, `seq`, `edits`) "
+        f"VALUES ('{table}', {row}.`id`, '{kind}', {row}.`producer`, {row}.`seq`, {row}.`edits`)"
+    )
+
+
+def audit_sql() -> list[str]:
+    """The statements that create the audit and ballast tables and the triggers."""
+    statements = [_AUDIT_SQL, _BALLAST_SQL]
+    for table in BY_TABLE:
+        statements.append(_trigger_sql(table, "INSERT", "i", "NEW"))
+        statements.append(_trigger_sql(table, "UPDATE", "u", "NEW"))
+        statements.append(_trigger_sql(table, "DELETE", "d", "OLD"))
+    return statements
