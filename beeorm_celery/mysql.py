@@ -39,6 +39,8 @@ _URL_OPTIONS: dict[str, Any] = {
     "write_timeout": float,
 }
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# Client errors meaning "the link broke" (server gone, lost, restarted, timed out).
+_LINK_LOST = frozenset({2006, 2013, 2055, 4031})
 
 
 def _option_value(name: str, text: str) -> Any:
@@ -204,6 +206,26 @@ class MySQLPool:
             raise
         finally:
             self.release(conn, broken)
+
+    def read_all(self, sql: str, args: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
+        """Rows of a read-only statement.
+
+        A pooled connection can be dead without knowing it (the server restarted since it was
+        last used): a read that loses its link is run once more on a new connection. Only reads
+        are repeated; writes never are.
+        """
+        for attempt in (1, 2):
+            try:
+                with self.connection() as conn, conn.cursor() as cursor:
+                    cursor.execute(sql, args)
+                    return list(cursor.fetchall())
+            except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as e:
+                code = e.args[0] if e.args else None
+                if attempt == 2 or not (
+                    code in _LINK_LOST or isinstance(e, pymysql.err.InterfaceError)
+                ):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @property
     def is_mariadb(self) -> bool:

@@ -20,8 +20,6 @@ from beeorm_celery.query import Pager, Where, ids_in, where_sql
 from beeorm_celery.sql import select_sql
 
 if TYPE_CHECKING:
-    from pymysql.connections import Connection
-
     from beeorm_celery.engine import Engine
     from beeorm_celery.schema import EntitySchema
 
@@ -51,12 +49,6 @@ def row_values(schema: EntitySchema, row: Sequence[Any]) -> tuple[int, dict[str,
     return int(row[0]), values
 
 
-def _fetchall(conn: Connection[Any], sql: str) -> list[tuple[Any, ...]]:
-    with conn.cursor() as cursor:
-        cursor.execute(sql)
-        return list(cursor.fetchall())
-
-
 def uses_cache(schema: EntitySchema) -> bool:
     return schema.options.redis_cache is not None or schema.options.local_cache is not None
 
@@ -68,8 +60,7 @@ class Reader:
         self.engine = engine
 
     def _query(self, schema: EntitySchema, sql: str) -> list[tuple[Any, ...]]:
-        with self.engine.mysql[schema.options.mysql_pool].connection() as conn:
-            return _fetchall(conn, sql)
+        return self.engine.mysql[schema.options.mysql_pool].read_all(sql)
 
     # --- by id
 

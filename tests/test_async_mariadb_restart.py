@@ -100,3 +100,26 @@ def test_mariadb_stopped_and_started_mid_run_loses_nothing(
         assert "temporary error" in logs  # the outage was seen and retried
     finally:
         h.close()
+
+
+def test_reads_survive_a_mariadb_restart_without_an_error(private_mariadb, redis_url, key_prefix):
+    """Pooled connections die with the server; a read notices and reconnects once."""
+    from beeorm_celery import Registry
+
+    registry = Registry(key_prefix=key_prefix)
+    registry.register_mysql(private_mariadb.url)
+    registry.register_redis(redis_url)
+    registry.register_entity(Note)
+    engine = registry.validate()
+    try:
+        engine.update_schema()
+        ctx = engine.new_context()
+        note = ctx.new_entity(Note, text="survivor")
+        ctx.flush()
+        assert ctx.count(Note) == 1  # a pooled connection now sits idle
+        private_mariadb.crash()
+        private_mariadb.start()
+        assert ctx.count(Note) == 1
+        assert [n.id for n in ctx.search(Note)] == [note.id]
+    finally:
+        engine.close()

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from beeorm_celery.schema import EntitySchema
 
 FORMAT_VERSION = 1
+_MAX_ID = 2**64 - 1  # BIGINT UNSIGNED
 PAYLOAD_FIELD = b"d"
 SIGNATURE_FIELD = b"s"
 _KINDS = {k.value: k for k in OpKind}
@@ -146,7 +147,7 @@ def _decode_op(engine: Engine, pool: str, group: str, where: str, n: int, raw: A
     schema = engine.schema_for_table(pool, table) if isinstance(table, str) else None
     if schema is None or schema.options.async_group != group:
         raise MalformedBatchError(f"{here}: unknown entity table {table!r} in group {group!r}")
-    if type(entity_id) is not int or entity_id <= 0:
+    if type(entity_id) is not int or not 0 < entity_id <= _MAX_ID:
         raise MalformedBatchError(f"{here}: bad id {entity_id!r}")
     if not isinstance(values, dict) or not isinstance(before, dict):
         raise MalformedBatchError(f"{here}: values are not objects")
