@@ -7,8 +7,9 @@ never bring back an old state; see ``keys`` for the layout.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from beeorm_celery.keys import COMPLETE_FIELD, STALE, STALE_TTL_S, TOMBSTONE, Keys
 from beeorm_celery.operations import Operation, OpKind
@@ -18,8 +19,6 @@ if TYPE_CHECKING:
 
     from beeorm_celery.schema import EntitySchema
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
 
 def encode_row(schema: EntitySchema, values: dict[str, Any]) -> bytes:
     """A row as a JSON list in column order (without id, which is in the key)."""
@@ -27,11 +26,11 @@ def encode_row(schema: EntitySchema, values: dict[str, Any]) -> bytes:
     for column in schema.data_columns:
         value = values[column.name]
         row.append(None if value is None else column.type.to_json(value))
-    return _dumps(row).encode()
+    return orjson.dumps(row)
 
 
 def decode_row(schema: EntitySchema, raw: bytes | str) -> dict[str, Any]:
-    row = json.loads(raw)
+    row = orjson.loads(raw)
     columns = schema.data_columns
     if not isinstance(row, list) or len(row) != len(columns):
         raise ValueError(f"cached {schema.name} row does not match its columns")
@@ -93,7 +92,7 @@ class CacheWrites:
             self._tombstone(keys.entity(schema, op.id))
         else:
             assert op.full is not None
-            self._set(keys.entity(schema, op.id), encode_row(schema, op.full))
+            self._set(keys.entity(schema, op.id), op.encoded_row())
         for index in schema.unique_indexes.values():
             old = _index_values(op, index.columns, after=False)
             new = _index_values(op, index.columns, after=True)

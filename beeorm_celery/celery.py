@@ -93,7 +93,7 @@ def install(
                 ", ".join(sorted(engine.async_groups)),
             )
             return {"ignored": True, "reason": "unknown group"}
-        report = Applier(engine, group).drain()
+        report = Applier(engine, group).drain(should_yield=lambda: _others_waiting(engine, group))
         if report.more:  # time budget spent: queue the rest behind the other groups' tasks
             publisher.publish(group, "more", f"{group}: backlog continues")
         return report.as_dict()
@@ -107,6 +107,17 @@ def install(
     if sweep:
         _install_sweeper(engine, publisher, settings.sweep_interval_s, settings.sweep_min_age_s)
     return apply_batches
+
+
+def _others_waiting(engine: Engine, group: str) -> bool:
+    """Whether another group's oldest batch has waited past ``yield_after_s``."""
+    others = [g for g in engine.async_groups if g != group]
+    if not others:
+        return False
+    limit_ms = engine.async_settings.yield_after_s * 1000
+    now_ms = time.time() * 1000
+    oldest = GroupLog.oldest_of(engine, others)
+    return any(ms is not None and now_ms - ms > limit_ms for ms in oldest)
 
 
 def _add_route(app: Celery, prefix: str) -> None:

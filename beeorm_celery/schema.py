@@ -77,6 +77,7 @@ class EntitySchema:
     unique_indexes: dict[str, Index] = field(init=False)
     references: list[Column] = field(init=False)
     cached_references: list[Column] = field(init=False)
+    data_column_names: frozenset[str] = field(init=False)  # what an INSERT carries
 
     def __post_init__(self) -> None:
         self.columns_by_name = {c.name: c for c in self.columns}
@@ -89,6 +90,7 @@ class EntitySchema:
         self.unique_indexes = {n: i for n, i in self.indexes.items() if i.unique}
         self.references = [c for c in self.columns if c.is_reference]
         self.cached_references = [c for c in self.references if c.cached]
+        self.data_column_names = frozenset(c.name for c in self.data_columns)
 
     @property
     def name(self) -> str:

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pymysql.converters import escape_item
-
 from beeorm_celery.operations import Operation, OpKind
 
 if TYPE_CHECKING:
@@ -21,7 +19,7 @@ if TYPE_CHECKING:
 def literal(column: Column, value: Any) -> str:
     if value is None:
         return "NULL"
-    return str(escape_item(column.type.to_sql(value), "utf8mb4"))
+    return column.type.sql_literal(value)
 
 
 def column_list(schema: EntitySchema) -> str:
@@ -36,7 +34,8 @@ def _row_literal(schema: EntitySchema, op: Operation) -> str:
     values = op.values
     parts = [str(op.id)]
     for column in schema.data_columns:
-        parts.append(literal(column, values[column.name]))
+        value = values[column.name]
+        parts.append("NULL" if value is None else column.type.sql_literal(value))
     return "(" + ", ".join(parts) + ")"
 
 

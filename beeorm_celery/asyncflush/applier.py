@@ -23,6 +23,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -48,6 +49,9 @@ if TYPE_CHECKING:
     from beeorm_celery.engine import Engine
 
 logger = logging.getLogger(__name__)
+
+# How often a long drain asks whether another group is waiting for this worker.
+_YIELD_CHECK_INTERVAL_S = 0.25
 
 _LOCK_SQL = (
     f"SELECT `epoch`, `last_batch_id` FROM `{APPLIED_TABLE}` "
@@ -93,18 +97,27 @@ class Applier:
         self._secret = self.settings.secret_bytes
         self._single_until: str | None = None  # isolating a failure: one batch per step until here
         self._tainted: set[tuple[str, int]] = set()  # rows a dead letter touched
+        self._caught_up = False  # the last step applied everything the log held
 
     # --- the loop
 
-    def drain(self, budget_s: float | None = None, linger_s: float | None = None) -> DrainReport:
+    def drain(
+        self,
+        budget_s: float | None = None,
+        linger_s: float | None = None,
+        should_yield: Callable[[], bool] | None = None,
+    ) -> DrainReport:
         """Apply the group's pending batches until none is left or the budget is spent.
 
         Ends with the trigger protocol (release the flag, look again) unless another worker
-        holds the group (``busy``) or the budget ran out (``more``: the caller triggers again).
+        holds the group (``busy``), or the budget ran out or ``should_yield`` said another group
+        is waiting for this worker (``more``: the caller triggers this group again).
         """
         budget = self.settings.drain_budget_s if budget_s is None else budget_s
         linger = self.settings.linger_s if linger_s is None else linger_s
+        coalesce = self.settings.coalesce_s
         deadline = time.monotonic() + budget
+        next_yield_check = time.monotonic() + _YIELD_CHECK_INTERVAL_S
         report = DrainReport(self.group)
         conn = None
         broken = False
@@ -115,17 +128,29 @@ class Applier:
                 if outcome is Step.BUSY:
                     report.busy = True
                     return report
-                remaining = deadline - time.monotonic()
+                now = time.monotonic()
+                remaining = deadline - now
                 if outcome is Step.PROGRESS:
                     if remaining <= 0:
                         report.more = True
                         return report
+                    if should_yield is not None and now >= next_yield_check:
+                        next_yield_check = now + _YIELD_CHECK_INTERVAL_S
+                        if should_yield():
+                            report.more = True
+                            return report
+                    if self._caught_up and coalesce > 0:
+                        # Caught up with the producers: let a few more batches gather, so the
+                        # next transaction carries many of them instead of one.
+                        time.sleep(min(coalesce, remaining))
                     continue
                 if (
                     linger > 0
                     and remaining > 0
                     and self.log.wait_for_entries(min(linger, remaining))
                 ):
+                    if coalesce > 0:
+                        time.sleep(min(coalesce, max(0.0, deadline - time.monotonic())))
                     continue
                 if self.log.release_trigger_if_idle():
                     return report
@@ -165,6 +190,7 @@ class Applier:
         single = self._single_until is not None
         max_batches = 1 if single else self.settings.max_batches_per_transaction
         log_epoch, entries = self.log.read(max_batches)
+        self._caught_up = len(entries) < max_batches
         if log_epoch is None:
             if not entries:
                 conn.rollback()
@@ -273,7 +299,7 @@ class Applier:
         except pymysql.MySQLError as e:
             _rollback(conn)
             return self._failed(conn, cursor, chunk, payloads, statement, e, epoch, report)
-        self.log.trim_through(last_id, hold_trigger=True)
+        self.log.trim_through(last_id, hold_trigger=True, clear_failure=True)
         if self._single_until is not None and not after(self._single_until, last_id):
             self._single_until = None
         self._after_commit(chunk)
@@ -282,9 +308,6 @@ class Applier:
         return Step.PROGRESS
 
     def _after_commit(self, chunk: list[Batch]) -> None:
-        failure = self.log.failure()
-        if failure is not None and not after(failure.batch_id, str(chunk[-1].id)):
-            self.log.clear_failure()
         # A replayed dead letter, or a row a dead letter touched, may be cached in a state MySQL
         # never had: drop those keys now that MySQL holds the truth.
         stale = [

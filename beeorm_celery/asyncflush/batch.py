@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from beeorm_celery.columns import InvalidValue
 from beeorm_celery.errors import MalformedBatchError
@@ -23,12 +24,15 @@ if TYPE_CHECKING:
     from beeorm_celery.engine import Engine
     from beeorm_celery.schema import EntitySchema
 
-FORMAT_VERSION = 1
+# 2: an INSERT's values are the row as a JSON array in column order (the cache's encoding);
+# 1: they were an object. Both are read.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 _MAX_ID = 2**64 - 1  # BIGINT UNSIGNED
 PAYLOAD_FIELD = b"d"
 SIGNATURE_FIELD = b"s"
 _KINDS = {k.value: k for k in OpKind}
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_dumps = orjson.dumps
 
 
 @dataclass(frozen=True)
@@ -40,21 +44,28 @@ class Batch:
     id: str | None = field(default=None, compare=False)  # the log entry id, once queued
 
     def encode(self) -> bytes:
-        ops = []
+        """The batch as JSON bytes, joined from pieces: an INSERT's row is the encoding the
+        entity cache stores, made once per flush (``Operation.encoded_row``)."""
+        parts: list[bytes] = []
         for op in self.operations:
-            columns = op.schema.columns_by_name
-            values = {n: _to_json(columns[n], v) for n, v in op.values.items()}
-            before = {n: _to_json(columns[n], v) for n, v in op.before.items()}
-            ops.append([op.kind.value, op.table, op.id, values, before])
-        payload: dict[str, Any] = {
-            "v": FORMAT_VERSION,
-            "g": self.group,
-            "t": self.created_at_ms,
-            "ops": ops,
-        }
+            head = b'["' + op.kind.value.encode() + b'",' + _dumps(op.table)
+            head += b"," + str(op.id).encode() + b","
+            if op.kind is OpKind.INSERT and op.full is not None:
+                values = op.encoded_row()
+            else:
+                columns = op.schema.columns_by_name
+                values = _dumps({n: _to_json(columns[n], v) for n, v in op.values.items()})
+            if op.before:
+                columns = op.schema.columns_by_name
+                before = _dumps({n: _to_json(columns[n], v) for n, v in op.before.items()})
+            else:
+                before = b"{}"
+            parts.append(head + values + b"," + before + b"]")
+        meta = b'{"v":' + str(FORMAT_VERSION).encode() + b',"g":' + _dumps(self.group)
+        meta += b',"t":' + str(self.created_at_ms).encode() + b","
         if self.replay_of:
-            payload["r"] = self.replay_of
-        return _dumps(payload).encode()
+            meta += b'"r":' + _dumps(self.replay_of) + b","
+        return meta + b'"ops":[' + b",".join(parts) + b"]}"
 
     def summary(self, limit: int = 160) -> str:
         """A short text for Flower: ``catalog#1699-0: INSERT category 1, UPDATE product 7``."""
@@ -110,15 +121,15 @@ def decode_payload(
 ) -> Batch:
     where = f"batch {entry_id}" if entry_id else "batch"
     try:
-        data = json.loads(payload)
+        data = orjson.loads(payload)
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
         # RecursionError: nesting deeper than the interpreter's stack (b"[" * 100000)
         raise MalformedBatchError(f"{where}: not JSON ({type(e).__name__}: {e})") from None
     if not isinstance(data, dict):
         raise MalformedBatchError(f"{where}: not a JSON object")
-    if data.get("v") != FORMAT_VERSION:
+    if data.get("v") not in READABLE_VERSIONS:
         raise MalformedBatchError(
-            f"{where}: format version {data.get('v')!r}, this worker reads {FORMAT_VERSION}"
+            f"{where}: format version {data.get('v')!r}, this worker reads {READABLE_VERSIONS}"
         )
     if data.get("g") != group:
         raise MalformedBatchError(f"{where}: belongs to group {data.get('g')!r}, not {group!r}")
@@ -137,44 +148,74 @@ def decode_payload(
 
 
 def _decode_op(engine: Engine, pool: str, group: str, where: str, n: int, raw: Any) -> Operation:
-    here = f"{where}, operation {n}"
     if not isinstance(raw, list) or len(raw) != 5:
-        raise MalformedBatchError(f"{here}: not [kind, table, id, values, before]")
+        raise MalformedBatchError(f"{where}, operation {n}: not [kind, table, id, values, before]")
     kind_code, table, entity_id, values, before = raw
     kind = _KINDS.get(kind_code) if isinstance(kind_code, str) else None
     if kind is None:
-        raise MalformedBatchError(f"{here}: unknown kind {kind_code!r}")
+        raise MalformedBatchError(f"{where}, operation {n}: unknown kind {kind_code!r}")
     schema = engine.schema_for_table(pool, table) if isinstance(table, str) else None
     if schema is None or schema.options.async_group != group:
-        raise MalformedBatchError(f"{here}: unknown entity table {table!r} in group {group!r}")
+        raise MalformedBatchError(
+            f"{where}, operation {n}: unknown entity table {table!r} in group {group!r}"
+        )
     if type(entity_id) is not int or not 0 < entity_id <= _MAX_ID:
-        raise MalformedBatchError(f"{here}: bad id {entity_id!r}")
-    if not isinstance(values, dict) or not isinstance(before, dict):
-        raise MalformedBatchError(f"{here}: values are not objects")
-    decoded = _decode_values(schema, values, here)
-    if kind is OpKind.INSERT and set(decoded) != {c.name for c in schema.data_columns}:
-        missing = {c.name for c in schema.data_columns} - set(decoded)
-        raise MalformedBatchError(f"{here}: INSERT without columns {sorted(missing)}")
+        raise MalformedBatchError(f"{where}, operation {n}: bad id {entity_id!r}")
+    if not isinstance(before, dict):
+        raise MalformedBatchError(f"{where}, operation {n}: 'before' is not an object")
+    if kind is OpKind.INSERT and isinstance(values, list):
+        decoded = _decode_row(schema, values, where, n)
+    elif isinstance(values, dict):
+        decoded = _decode_values(schema, values, where, n)
+        if kind is OpKind.INSERT and decoded.keys() != schema.data_column_names:
+            missing = schema.data_column_names - decoded.keys()
+            raise MalformedBatchError(
+                f"{where}, operation {n}: INSERT without columns {sorted(missing)}"
+            )
+    else:
+        raise MalformedBatchError(f"{where}, operation {n}: values are not an object")
     if kind is OpKind.DELETE and decoded:
-        raise MalformedBatchError(f"{here}: DELETE with values")
-    return Operation(kind, schema, entity_id, decoded, _decode_values(schema, before, here))
+        raise MalformedBatchError(f"{where}, operation {n}: DELETE with values")
+    old = _decode_values(schema, before, where, n) if before else {}
+    return Operation(kind, schema, entity_id, decoded, old)
 
 
-def _decode_values(schema: EntitySchema, raw: dict[str, Any], where: str) -> dict[str, Any]:
+def _decode_row(schema: EntitySchema, row: list[Any], where: str, n: int) -> dict[str, Any]:
+    """An INSERT's values given as the row in column order (format 2)."""
+    columns = schema.data_columns
+    if len(row) != len(columns):
+        raise MalformedBatchError(
+            f"{where}, operation {n}: INSERT row has {len(row)} values, "
+            f"{schema.table} has {len(columns)} columns"
+        )
+    result: dict[str, Any] = {}
+    for column, value in zip(columns, row, strict=True):
+        result[column.name] = _decode_value(schema, column, value, where, n)
+    return result
+
+
+def _decode_values(schema: EntitySchema, raw: dict[str, Any], where: str, n: int) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for name, value in raw.items():
         column = schema.columns_by_name.get(name) if isinstance(name, str) else None
         if column is None or name == "id":
-            raise MalformedBatchError(f"{where}: unknown column {schema.table}.{name}")
-        if value is None:
-            if not column.nullable:
-                raise MalformedBatchError(f"{where}: NULL for NOT NULL column {name}")
-            result[name] = None
-            continue
-        try:
-            result[name] = column.type.validate(column.type.from_json(value))
-        except (InvalidValue, ValueError, TypeError, AttributeError) as e:
             raise MalformedBatchError(
-                f"{where}: bad value for {schema.table}.{name}: {e}"
-            ) from None
+                f"{where}, operation {n}: unknown column {schema.table}.{name}"
+            )
+        result[name] = _decode_value(schema, column, value, where, n)
     return result
+
+
+def _decode_value(schema: EntitySchema, column: Any, value: Any, where: str, n: int) -> Any:
+    if value is None:
+        if not column.nullable:
+            raise MalformedBatchError(
+                f"{where}, operation {n}: NULL for NOT NULL column {column.name}"
+            )
+        return None
+    try:
+        return column.type.validate(column.type.from_json(value))
+    except (InvalidValue, ValueError, TypeError, AttributeError, ArithmeticError) as e:
+        raise MalformedBatchError(
+            f"{where}, operation {n}: bad value for {schema.table}.{column.name}: {e}"
+        ) from None

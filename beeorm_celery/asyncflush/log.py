@@ -90,6 +90,18 @@ class GroupLog:
         first = _entries(self.client.xrange(self.log_key, "-", "+", count=1))
         return parse_id(first[0][0])[0] if first else None
 
+    @staticmethod
+    def oldest_of(engine: Engine, groups: list[str]) -> list[int | None]:
+        """The queue time (ms) of each group's oldest pending batch, in one round trip."""
+        pipe = log_client(engine).pipeline(transaction=False)
+        for group in groups:
+            pipe.xrange(engine.keys.log(group), "-", "+", count=1)
+        result: list[int | None] = []
+        for raw in pipe.execute():
+            entries = _entries(raw)
+            result.append(parse_id(entries[0][0])[0] if entries else None)
+        return result
+
     def wait_for_entries(self, timeout_s: float) -> bool:
         """Block until the log has an entry, at most ``timeout_s``."""
         timeout_ms = max(1, int(timeout_s * 1000))
@@ -98,12 +110,18 @@ class GroupLog:
 
     # --- moving on
 
-    def trim_through(self, position: str, hold_trigger: bool) -> None:
-        """Drop entries up to ``position`` (applied), and keep the trigger flag while working."""
+    def trim_through(self, position: str, hold_trigger: bool, clear_failure: bool = False) -> None:
+        """Drop entries up to ``position`` (applied), and keep the trigger flag while working.
+
+        ``clear_failure``: the head batch got through, so its failure record goes too (only the
+        holder of the group, which just moved past the head, may say so).
+        """
         pipe = self.client.pipeline(transaction=False)
         pipe.xtrim(self.log_key, minid=successor(position), approximate=False)
         if hold_trigger:
             pipe.set(self.trigger_key, b"1", px=self.trigger_ttl_ms)
+        if clear_failure:
+            pipe.delete(self.failure_key)
         pipe.execute()
 
     def set_epoch_if_missing(self, token: str) -> str:
