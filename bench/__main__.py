@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import signal
 import sys
 import time
 import traceback
@@ -176,7 +177,15 @@ def _meta(settings: BenchSettings) -> dict[str, Any]:
     }
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> int:
+    # SIGTERM (a timeout, a CI runner) and SIGINT both end the run through the clean-up that
+    # stops the workers and drops the database; SIGINT even where a shell started us ignoring it.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     settings = BenchSettings.from_env()
     unknown = settings.only - set(PHASES)
     if unknown:

@@ -2,7 +2,7 @@
 
 physical: raw PyMySQL ``executemany`` of the same rows into a table of the same layout, 100
 rows per transaction, one connection: about as fast as this machine writes such rows from
-Python, with no ORM, no Redis and no Celery.
+Python, with no ORM, no Redis and no Celery. The median of three runs.
 
 naive: the write-behind one writes first: one Celery task per row, each doing one autocommit
 INSERT, ``celery worker -c 2`` on the same broker. Timed from the first ``apply_async`` to the

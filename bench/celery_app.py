@@ -14,6 +14,7 @@ import pymysql
 from celery import Celery
 
 from beeorm_celery import Engine, Registry
+from beeorm_celery.celery import recommended_settings
 from bench import models
 
 NAIVE_QUEUE = "bench.naive"
@@ -36,13 +37,9 @@ def build_app(broker_url: str, prefix: str) -> Celery:
     """A Celery app configured like celeryconfig.py, with every broker key under ``prefix``."""
     app = Celery("beeorm_bench")
     app.conf.update(
+        recommended_settings(events=False),
         broker_url=broker_url,
         broker_transport_options={"global_keyprefix": f"{prefix}:q:", "visibility_timeout": 600},
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        task_ignore_result=True,
-        broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
     )
     return app

@@ -16,7 +16,7 @@ from typing import Any
 from celery import Celery
 
 from beeorm_celery import AsyncFlushSettings, Engine, Registry
-from beeorm_celery.celery import install
+from beeorm_celery.celery import install, recommended_settings
 from bench.chaos_models import ENTITIES
 
 
@@ -70,6 +70,7 @@ def build_app(endpoints: Endpoints) -> Celery:
     """Configured like celeryconfig.py, with the run's own broker keys."""
     app = Celery("beeorm_chaos")
     app.conf.update(
+        recommended_settings(events=False),
         broker_url=endpoints.broker_url,
         broker_transport_options={
             "global_keyprefix": endpoints.queue_key_prefix,
@@ -77,11 +78,6 @@ def build_app(endpoints: Endpoints) -> Celery:
             # log and the sweep make it redundant anyway, and the run checks that.
             "visibility_timeout": 30,
         },
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        task_ignore_result=True,
-        broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
     )
     return app

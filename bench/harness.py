@@ -27,7 +27,7 @@ from beeorm_celery.ddl import APPLIED_TABLE
 from bench import models
 from bench.celery_app import build_app, build_engine, register_naive_task
 from bench.settings import BenchSettings
-from bench.workers import REPO, WorkerLauncher
+from bench.workers import REPO, Worker, WorkerLauncher
 
 T = TypeVar("T")
 
@@ -243,7 +243,7 @@ class Harness:
 
     def start_worker(
         self, groups: list[str], concurrency: int, *, label: str, wait: bool = True
-    ) -> Any:
+    ) -> Worker:
         return self.launcher.start(
             [queue_for(g) for g in groups], concurrency, label=label, wait=wait
         )

@@ -94,7 +94,10 @@ class Worker:
 
     def stop(self) -> None:
         """Warm shutdown (running tasks finish), SIGKILL for whatever is left after a timeout."""
-        procs = self.processes()
+        try:  # everything the launch started: celery's pool, and celery itself under py-spy
+            procs = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            procs = []
         pid = self.celery_pid()
         if pid is not None:
             with contextlib.suppress(ProcessLookupError):
@@ -104,7 +107,7 @@ class Worker:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=10)
-        for proc in procs:  # pool processes orphaned by a killed parent
+        for proc in procs:  # processes orphaned by a killed parent
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
         if self.profile_path is not None and self.profile_path.exists():

@@ -13,7 +13,7 @@ import os
 from celery import Celery
 
 from beeorm_celery import AsyncFlushSettings, Engine, Registry
-from beeorm_celery.celery import install
+from beeorm_celery.celery import install, recommended_settings
 from tests.support import models
 
 
@@ -30,16 +30,10 @@ def build_engine(
 def build_app(broker_url: str, prefix: str) -> Celery:
     app = Celery("beeorm_test_worker")
     app.conf.update(
+        recommended_settings(),
         broker_url=broker_url,
         # every test gets its own queues in the shared Redis broker
         broker_transport_options={"global_keyprefix": f"{prefix}:q:", "visibility_timeout": 60},
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        task_ignore_result=True,
-        worker_send_task_events=True,
-        task_send_sent_event=True,
-        broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
     )
     return app
