@@ -137,3 +137,19 @@ def test_retry_all_replays_what_it_can_and_keeps_the_rest(make_engine):
     consume_async_flush_events(engine)
     assert engine.dead_letters.count() == 1  # Y failed again: one new dead letter, not a loop
     assert scalar(engine, "SELECT COUNT(*) FROM category WHERE name = 'X'") == 1
+
+
+def test_dead_letters_older_than_the_age_limit_are_dropped(make_engine):
+    from beeorm_celery import AsyncFlushSettings
+
+    engine = make_engine(*ALL, async_flush=AsyncFlushSettings(dead_letter_max_age_s=1.0))
+    for n, name in enumerate(("Old", "New")):
+        execute(engine, "INSERT INTO category (id, name) VALUES (%s, %s)", (9000 + n, name))
+    _make_dead_letter(engine, "Old")
+    consume_async_flush_events(engine)
+    assert engine.dead_letters.count() == 1
+    time.sleep(1.2)
+    _make_dead_letter(engine, "New")
+    consume_async_flush_events(engine)  # storing the new one drops what is past the age
+    (dead,) = engine.dead_letters.list()
+    assert "New" in dead.error
