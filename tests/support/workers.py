@@ -18,7 +18,7 @@ import psutil
 
 from beeorm_celery import Engine
 from beeorm_celery.celery import install
-from tests.support import models
+from tests.support import models, services
 from tests.support.worker_app import build_app, build_engine
 
 REPO = Path(__file__).resolve().parents[2]
@@ -158,3 +158,5 @@ class CeleryHarness:
         for worker in self.workers:
             worker.stop()
         self.engine.close()
+        # The broker keys (queues, kombu bindings) live under the prefix: this run's only.
+        services.delete_keys(self.broker_url, self.prefix)
