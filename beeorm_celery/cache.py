@@ -29,6 +29,14 @@ def encode_row(schema: EntitySchema, values: dict[str, Any]) -> bytes:
     return orjson.dumps(row)
 
 
+def encoded_row(op: Operation) -> bytes:
+    """``encode_row`` of the row after ``op``, made once per operation and then reused."""
+    if op.json_row is None:
+        assert op.full is not None
+        op.json_row = encode_row(op.schema, op.full)
+    return op.json_row
+
+
 def decode_row(schema: EntitySchema, raw: bytes | str) -> dict[str, Any]:
     row = orjson.loads(raw)
     columns = schema.data_columns
@@ -92,7 +100,7 @@ class CacheWrites:
             self._tombstone(keys.entity(schema, op.id))
         else:
             assert op.full is not None
-            self._set(keys.entity(schema, op.id), op.encoded_row())
+            self._set(keys.entity(schema, op.id), encoded_row(op))
         for index in schema.unique_indexes.values():
             old = _index_values(op, index.columns, after=False)
             new = _index_values(op, index.columns, after=True)

@@ -174,14 +174,16 @@ def sweep_once(
     """
     woken: list[str] = []
     now_ms = time.time() * 1000
-    for group in sorted(engine.async_groups):
-        log = GroupLog(engine, group)
-        oldest = log.oldest_entry_ms()
+    groups = sorted(engine.async_groups)
+    for group, oldest in zip(groups, GroupLog.oldest_of(engine, groups), strict=True):
         if oldest is None or now_ms - oldest < min_age_s * 1000:
             continue
-        if trust_trigger and not log.claim_trigger():
-            continue
-        log.hold_trigger()
+        log = GroupLog(engine, group)
+        if trust_trigger:
+            if not log.claim_trigger():
+                continue
+        else:
+            log.hold_trigger()
         publisher.publish(group, "sweep", f"{group}: sweep of pending batches")
         woken.append(group)
     return woken

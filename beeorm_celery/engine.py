@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -50,6 +51,10 @@ class Engine:
     ) -> None:
         self._schemas = schemas
         self._by_table = {(s.options.mysql_pool, s.table): s for s in schemas.values()}
+        # Read for every batch a worker decodes: made once (validate() checked one pool a group).
+        self._async_groups = MappingProxyType(
+            {s.options.async_group: s.options.mysql_pool for s in schemas.values()}
+        )
         self.keys = Keys(key_prefix)
         self.mysql = {name: MySQLPool(config) for name, config in mysql.items()}
         self._redis_urls = redis_urls
@@ -205,9 +210,9 @@ class Engine:
     # --- async flush
 
     @property
-    def async_groups(self) -> dict[str, str]:
+    def async_groups(self) -> Mapping[str, str]:
         """Every async group and the MySQL pool it is applied to."""
-        return {s.options.async_group: s.options.mysql_pool for s in self._schemas.values()}
+        return self._async_groups
 
     @property
     def dead_letters(self) -> DeadLetters:

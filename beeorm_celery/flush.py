@@ -54,11 +54,24 @@ def _run_transaction(engine: Engine, pool_name: str, ops: list[Operation]) -> No
 
 def update_caches(engine: Engine, ops: Sequence[Operation]) -> None:
     """Write every change to Redis (one pipeline per pool), the local caches and pub/sub."""
+    write_redis_caches(engine, ops_by_cache_pool(ops), engine.invalidation_message(ops))
+    update_local_caches(engine, ops)
+
+
+def ops_by_cache_pool(ops: Sequence[Operation]) -> dict[str, list[Operation]]:
+    """The operations of entities with a Redis cache, by the cache's pool."""
     by_pool: dict[str, list[Operation]] = {}
     for op in ops:
         if op.schema.options.redis_cache is not None:
             by_pool.setdefault(op.schema.options.redis_cache, []).append(op)
-    message = engine.invalidation_message(ops)
+    return by_pool
+
+
+def write_redis_caches(
+    engine: Engine, by_pool: dict[str, list[Operation]], message: bytes | None
+) -> None:
+    """One MULTI/EXEC per Redis pool with its cache writes; ``message`` (the local-cache
+    invalidation) goes out on the invalidation pool."""
     if message is not None:
         by_pool.setdefault(engine.invalidation_pool, [])
     for pool, pool_ops in by_pool.items():
@@ -70,7 +83,6 @@ def update_caches(engine: Engine, ops: Sequence[Operation]) -> None:
         if message is not None and pool == engine.invalidation_pool:
             pipe.publish(engine.keys.invalidation_channel, message)
         pipe.execute()
-    update_local_caches(engine, ops)
 
 
 def update_local_caches(engine: Engine, ops: Sequence[Operation]) -> None:

@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 if TYPE_CHECKING:
     from beeorm_celery.schema import EntitySchema
 
@@ -35,24 +33,13 @@ class Operation:
     values: dict[str, Any] = field(default_factory=dict)
     before: dict[str, Any] = field(default_factory=dict)
     full: dict[str, Any] | None = None
-    # ``full`` as a JSON array in column order, made once by the async producer and shared by
-    # the entity cache (its value) and the queued batch (an INSERT's values)
+    # ``full`` as the entity cache's JSON row, made once (cache.encoded_row) and shared by the
+    # cache value and a queued INSERT's values
     json_row: bytes | None = None
 
     @property
     def table(self) -> str:
         return self.schema.table
-
-    def encoded_row(self) -> bytes:
-        """``full`` as the JSON array the entity cache stores (made once, then reused)."""
-        if self.json_row is None:
-            assert self.full is not None
-            row = []
-            for column in self.schema.data_columns:
-                value = self.full[column.name]
-                row.append(None if value is None else column.type.to_json(value))
-            self.json_row = orjson.dumps(row)
-        return self.json_row
 
     def describe(self) -> str:
         verb = {OpKind.INSERT: "INSERT", OpKind.UPDATE: "UPDATE", OpKind.DELETE: "DELETE"}

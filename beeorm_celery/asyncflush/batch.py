@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from beeorm_celery.cache import encoded_row
 from beeorm_celery.columns import InvalidValue
 from beeorm_celery.errors import MalformedBatchError
 from beeorm_celery.operations import Operation, OpKind
@@ -51,7 +52,7 @@ class Batch:
             head = b'["' + op.kind.value.encode() + b'",' + _dumps(op.table)
             head += b"," + str(op.id).encode() + b","
             if op.kind is OpKind.INSERT and op.full is not None:
-                values = op.encoded_row()
+                values = encoded_row(op)
             else:
                 columns = op.schema.columns_by_name
                 values = _dumps({n: _to_json(columns[n], v) for n, v in op.values.items()})

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from beeorm_celery.asyncflush.applier import Applier, DrainReport
 from beeorm_celery.asyncflush.backoff import backoff_s
-from beeorm_celery.asyncflush.log import GroupLog, log_client
+from beeorm_celery.asyncflush.log import log_client
 from beeorm_celery.errors import TemporaryApplyError
 
 if TYPE_CHECKING:
@@ -111,5 +111,5 @@ def _wait_for_batches(
         stop.wait(wait_s)
         return
     client = log_client(engine)
-    streams = {GroupLog(engine, g).log_key: "0-0" for g in ready}
+    streams = {engine.keys.log(g): "0-0" for g in ready}
     client.xread(streams, count=1, block=max(1, int(wait_s * 1000)))  # type: ignore[arg-type]

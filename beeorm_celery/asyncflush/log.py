@@ -86,10 +86,6 @@ class GroupLog:
     def length(self) -> int:
         return int(self.client.xlen(self.log_key))
 
-    def oldest_entry_ms(self) -> int | None:
-        first = _entries(self.client.xrange(self.log_key, "-", "+", count=1))
-        return parse_id(first[0][0])[0] if first else None
-
     @staticmethod
     def oldest_of(engine: Engine, groups: list[str]) -> list[int | None]:
         """The queue time (ms) of each group's oldest pending batch, in one round trip."""
@@ -149,9 +145,6 @@ class GroupLog:
 
     def claim_trigger(self) -> bool:
         return bool(self.client.set(self.trigger_key, b"1", nx=True, px=self.trigger_ttl_ms))
-
-    def trigger_is_set(self) -> bool:
-        return bool(self.client.exists(self.trigger_key))
 
     # --- failures of the head batch
 

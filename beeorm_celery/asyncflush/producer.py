@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from beeorm_celery.asyncflush.batch import Batch, sign
 from beeorm_celery.asyncflush.log import log_client
 from beeorm_celery.cache import CacheWrites
-from beeorm_celery.flush import update_local_caches
+from beeorm_celery.flush import ops_by_cache_pool, update_local_caches, write_redis_caches
 from beeorm_celery.operations import Operation
 
 if TYPE_CHECKING:
@@ -127,20 +127,13 @@ def flush_async(engine: Engine, ops: Sequence[Operation]) -> list[Batch]:
     secret = settings.secret_bytes
     batches = batches_of(ops, int(time.time() * 1000))
 
+    other_pools = ops_by_cache_pool(ops)
     log_writes = CacheWrites(keys, engine.tombstone_ttl_s)
-    other_pools: dict[str, list[Operation]] = {}
-    for op in ops:
-        pool = op.schema.options.redis_cache
-        if pool == log_pool:
-            log_writes.add(op)
-        elif pool is not None:
-            other_pools.setdefault(pool, []).append(op)
+    for op in other_pools.pop(log_pool, []):
+        log_writes.add(op)
     message = engine.invalidation_message(ops)
-    local_message = (
-        message if message is not None and engine.invalidation_pool == log_pool else None
-    )
-    if message is not None and local_message is None:
-        other_pools.setdefault(engine.invalidation_pool, [])
+    # The invalidation travels in the script when it goes out on the log's pool.
+    in_script = message is not None and engine.invalidation_pool == log_pool
 
     script_keys: list[str] = []
     script_args: list[Any] = [
@@ -152,7 +145,7 @@ def flush_async(engine: Engine, ops: Sequence[Operation]) -> list[Batch]:
         engine.tombstone_ttl_s,
         len(log_writes.hashes),
         keys.invalidation_channel,
-        local_message or b"",
+        message if in_script else b"",
     ]
     for batch in batches:
         script_keys += [keys.log(batch.group), keys.epoch(batch.group), keys.trigger(batch.group)]
@@ -169,15 +162,7 @@ def flush_async(engine: Engine, ops: Sequence[Operation]) -> list[Batch]:
     results = _flush_script(client)(keys=script_keys, args=script_args)
 
     # The log is written: from here on the SQL will land. Other pools' caches follow.
-    for pool, pool_ops in other_pools.items():
-        other = engine.redis(pool).pipeline(transaction=True)
-        writes = CacheWrites(keys, engine.tombstone_ttl_s)
-        for op in pool_ops:
-            writes.add(op)
-        writes.emit(other)
-        if message is not None and pool == engine.invalidation_pool:
-            other.publish(keys.invalidation_channel, message)
-        other.execute()
+    write_redis_caches(engine, other_pools, None if in_script else message)
     update_local_caches(engine, ops)
 
     queued: list[Batch] = []
