@@ -11,7 +11,8 @@ WORKDIR /app
 
 # The library and its dependencies first, so editing the example app does not reinstall them.
 # Every dependency installs from a wheel: no compiler. Flower is a dev extra, so it is named here.
-COPY pyproject.toml ./
+# README.md is the package's long description (pyproject's `readme`).
+COPY pyproject.toml README.md ./
 COPY beeorm_celery ./beeorm_celery
 RUN pip install . "flower>=2.0"
 

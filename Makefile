@@ -44,8 +44,11 @@ chaos: $(STAMP)
 worker: $(STAMP)
 	$(BIN)/celery -A worker worker -Q beeorm.default,beeorm.catalog,beeorm.orders -c 2 -E --loglevel=info
 
+## make flower: Flower on 127.0.0.1:5555. Its HTTP API (/api/...) answers 401 unless it has
+##   authentication or FLOWER_UNAUTHENTICATED_API is set; on the loopback only, this target sets it.
 flower: $(STAMP)
-	$(BIN)/celery -A worker flower --address=127.0.0.1 --port=5555
+	FLOWER_UNAUTHENTICATED_API=$${FLOWER_UNAUTHENTICATED_API:-true} \
+	  $(BIN)/celery -A worker flower --address=127.0.0.1 --port=5555
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

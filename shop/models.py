@@ -1,4 +1,4 @@
-"""The shop's entities, declared as in SPEC.md."""
+"""The shop's entities, declared as in the README ('Declaring entities')."""
 
 from __future__ import annotations
 

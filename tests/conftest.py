@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -70,8 +71,9 @@ def make_engine(mysql_url: str, redis_url: str, key_prefix: str) -> Iterator[Cal
 
 @pytest.fixture(scope="session")
 def broker_url(redis_url: str) -> str:
-    """The Celery broker: the same Redis server, database 14 (queues are prefixed per test)."""
-    return redis_url.rsplit("/", 1)[0] + "/14"
+    """The Celery broker: $BEEORM_TEST_BROKER_URL, by default the test Redis server's database 14
+    (queues are prefixed per test)."""
+    return os.environ.get("BEEORM_TEST_BROKER_URL") or redis_url.rsplit("/", 1)[0] + "/14"
 
 
 @pytest.fixture

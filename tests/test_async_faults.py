@@ -8,6 +8,7 @@ import os
 import random
 import threading
 import time
+from urllib.parse import urlparse
 
 import psutil
 import redis
@@ -73,6 +74,7 @@ def test_killed_mysql_connections_lose_and_double_nothing(celery_harness):
     counters = [ctx.new_entity(Counter, name=f"k{n}", value=0) for n in range(10)]
     ctx.flush_async()
     worker = h.start_worker(concurrency=2)
+    mysql_port = urlparse(h.db_url).port or 3306  # BEEORM_TEST_MYSQL_URL may name another
     own = h.engine.mysql["default"].new_connection()
     stop = threading.Event()
     killed = []
@@ -84,7 +86,7 @@ def test_killed_mysql_connections_lose_and_double_nothing(celery_harness):
                 ports.update(
                     c.laddr.port
                     for c in process.net_connections("tcp")
-                    if c.raddr and c.raddr.port == 3306
+                    if c.raddr and c.raddr.port == mysql_port
                 )
         return ports
 

@@ -1,4 +1,4 @@
-"""The laws of the async flush (DESIGN.md), each checked with real Celery worker processes."""
+"""The laws of the async flush (docs/architecture.md), each checked with real Celery workers."""
 
 from __future__ import annotations
 
