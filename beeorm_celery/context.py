@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from beeorm_celery.columns import InvalidValue
 from beeorm_celery.entity import Entity, field_values
 from beeorm_celery.errors import ValidationError
+from beeorm_celery.failures import reading
 from beeorm_celery.operations import Operation, OpKind, keyed_columns
 from beeorm_celery.reads import Reader
 
@@ -55,7 +57,8 @@ class Context:
         state = entity.__dict__
         state.update(schema.default_values())
         state.update(values)
-        state["id"] = self.engine.ids.next_id(schema)
+        with reading(f"reserving an id for a new {schema.name}", schema.options.mysql_pool):
+            state["id"] = self.engine.ids.next_id(schema)
         state["_bo_editable"] = True
         self._tracked[(schema.table, state["id"])] = _Tracked(OpKind.INSERT, entity, None, {})
         return entity
@@ -160,36 +163,54 @@ class Context:
 
     def get_by_id(self, entity_type: type[E], entity_id: int) -> E | None:
         """The entity or None: local cache, then Redis, then MySQL."""
-        return self._reader.get_by_id(self.engine.schema(entity_type), entity_id)  # type: ignore[return-value]
+        schema = self.engine.schema(entity_type)
+        with self._reading(schema, "get_by_id"):
+            return self._reader.get_by_id(schema, entity_id)  # type: ignore[return-value]
 
     def get_by_ids(self, entity_type: type[E], ids: Sequence[int]) -> list[E | None]:
         """Entities in the order of ``ids``, None where missing; one round trip per layer."""
-        return self._reader.get_by_ids(self.engine.schema(entity_type), ids)  # type: ignore[return-value]
+        schema = self.engine.schema(entity_type)
+        with self._reading(schema, "get_by_ids"):
+            return self._reader.get_by_ids(schema, ids)  # type: ignore[return-value]
 
     def get_by_unique_index(self, entity_type: type[E], index: str, *values: Any) -> E | None:
-        return self._reader.get_by_unique_index(  # type: ignore[return-value]
-            self.engine.schema(entity_type), index, values
-        )
+        schema = self.engine.schema(entity_type)
+        with self._reading(schema, "get_by_unique_index"):
+            return self._reader.get_by_unique_index(schema, index, values)  # type: ignore[return-value]
 
     def get_by_reference(self, entity_type: type[E], field: str, ref: Any) -> list[E]:
         """Entities whose Reference ``field`` points at ``ref`` (an entity or an id)."""
-        return self._reader.get_by_reference(self.engine.schema(entity_type), field, ref)  # type: ignore[return-value]
+        schema = self.engine.schema(entity_type)
+        with self._reading(schema, "get_by_reference"):
+            return self._reader.get_by_reference(schema, field, ref)  # type: ignore[return-value]
 
     def get_all(self, entity_type: type[E]) -> list[E]:
-        return self._reader.get_all(self.engine.schema(entity_type))  # type: ignore[return-value]
+        schema = self.engine.schema(entity_type)
+        with self._reading(schema, "get_all"):
+            return self._reader.get_all(schema)  # type: ignore[return-value]
 
     def search(
         self, entity_type: type[E], where: Where | None = None, pager: Pager | None = None
     ) -> list[E]:
-        return self._reader.search(self.engine.schema(entity_type), where, pager)  # type: ignore[return-value]
+        schema = self.engine.schema(entity_type)
+        with self._reading(schema, "search"):
+            return self._reader.search(schema, where, pager)  # type: ignore[return-value]
 
     def search_ids(
         self, entity_type: type[Entity], where: Where | None = None, pager: Pager | None = None
     ) -> list[int]:
-        return self._reader.search_ids(self.engine.schema(entity_type), where, pager)
+        schema = self.engine.schema(entity_type)
+        with self._reading(schema, "search_ids"):
+            return self._reader.search_ids(schema, where, pager)
 
     def count(self, entity_type: type[Entity], where: Where | None = None) -> int:
-        return self._reader.count(self.engine.schema(entity_type), where)
+        schema = self.engine.schema(entity_type)
+        with self._reading(schema, "count"):
+            return self._reader.count(schema, where)
+
+    @staticmethod
+    def _reading(schema: EntitySchema, call: str) -> AbstractContextManager[None]:
+        return reading(f"{call}({schema.name})", schema.options.mysql_pool)
 
     # --- async reads (run on the engine's query runner; see beeorm_celery/async_reads)
     #

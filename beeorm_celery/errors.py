@@ -4,6 +4,7 @@
 
     BeeormError
     ├── ConfigError                  registry / entity declaration is inconsistent
+    │   └── MissingTableError        MySQL has no such table: run engine.update_schema()
     ├── ValidationError              a tracked entity holds a value MySQL would not take
     ├── ReadOnlyEntityError          an entity was changed without ctx.edit() (also AttributeError)
     ├── FlushError                   MySQL refused a synchronous flush (code, statement)
@@ -12,7 +13,13 @@
     │   ├── QueryTimeoutError        ... because it ran past its timeout
     │   └── QueryCancelledError      ... because it was cancelled (killed in MySQL)
     ├── AllQueriesFailedError        race(): every future failed (carries all errors)
+    ├── UnavailableError             Redis or MySQL could not do its part; ``written`` tells
+    │   │                            whether anything was written (True, False, None: unknown)
+    │   ├── CacheUnavailableError    Redis unreachable, loading, read-only or refusing the command
+    │   │   └── CacheFullError       ... out of memory (maxmemory reached, noeviction)
+    │   └── DatabaseUnavailableError MySQL unreachable, or the connection was lost
     └── AsyncFlushError              the async flush machinery
+        ├── BacklogFullError         a group holds max_pending_batches: nothing queued or cached
         ├── MalformedBatchError      a queued batch cannot be read (bad bytes, signature, schema)
         ├── TemporaryApplyError      MySQL said "try again later"; the batch stays at the head
         └── DeadLetterNotFoundError  no dead letter with that id (also KeyError)
@@ -27,6 +34,14 @@ class BeeormError(Exception):
 
 class ConfigError(BeeormError):
     """The registry or an entity declaration is inconsistent; the message says how to fix it."""
+
+
+class MissingTableError(ConfigError):
+    """A table the entities need does not exist in MySQL; ``engine.update_schema()`` creates it."""
+
+    def __init__(self, message: str, table: str | None = None) -> None:
+        self.table = table
+        super().__init__(message)
 
 
 class ValidationError(BeeormError):
@@ -86,8 +101,47 @@ class AllQueriesFailedError(BeeormError):
         super().__init__(f"all {len(errors)} queries failed: {summary}")
 
 
+class UnavailableError(BeeormError):
+    """Redis or MySQL failed under a call.
+
+    ``written`` says what the call left behind: False, nothing was written (safe to repeat);
+    True, part of it was written (the message says which part); None, unknown (the link broke
+    while the server may have been executing it).
+    """
+
+    def __init__(self, message: str, written: bool | None = False) -> None:
+        self.written = written
+        super().__init__(message)
+
+
+class CacheUnavailableError(UnavailableError):
+    """Redis could not be reached, is loading, is read-only, or refused the command."""
+
+
+class CacheFullError(CacheUnavailableError):
+    """Redis is out of memory (``maxmemory`` reached and nothing may be evicted)."""
+
+
+class DatabaseUnavailableError(UnavailableError):
+    """MySQL could not be reached, or the connection was lost."""
+
+
 class AsyncFlushError(BeeormError):
     """Something went wrong in the async flush machinery."""
+
+
+class BacklogFullError(AsyncFlushError):
+    """A group already holds ``max_pending_batches`` pending batches; nothing was queued or cached.
+
+    The workers are behind (MySQL down or slow): try again later, or flush synchronously.
+    """
+
+    def __init__(self, message: str, group: str, pending: int, limit: int) -> None:
+        self.group = group
+        self.pending = pending
+        self.limit = limit
+        self.written = False
+        super().__init__(message)
 
 
 class MalformedBatchError(AsyncFlushError):

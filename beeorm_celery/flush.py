@@ -7,9 +7,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import pymysql
+import redis
 
+from beeorm_celery import failures
 from beeorm_celery.cache import CacheWrites
-from beeorm_celery.errors import DuplicateKeyError, FlushError
+from beeorm_celery.errors import BeeormError, DuplicateKeyError, FlushError
 from beeorm_celery.operations import Operation, OpKind
 from beeorm_celery.reads import make_entity
 from beeorm_celery.sql import statements
@@ -24,32 +26,74 @@ def flush_sync(engine: Engine, ops: Sequence[Operation]) -> None:
     by_pool: dict[str, list[Operation]] = {}
     for op in ops:
         by_pool.setdefault(op.schema.options.mysql_pool, []).append(op)
+    committed: list[str] = []
     for pool_name, pool_ops in by_pool.items():
-        _run_transaction(engine, pool_name, pool_ops)
-    update_caches(engine, ops)
+        _run_transaction(engine, pool_name, pool_ops, committed)
+        committed.append(pool_name)
+    try:
+        update_caches(engine, ops)
+    except redis.RedisError as e:
+        raise failures.redis_error(
+            e,
+            "updating the caches after a flush",
+            True,
+            f"MySQL committed the flush (pools {', '.join(committed)}) but the Redis caches "
+            "were not updated: they may serve the old rows until these entities are flushed "
+            "again or their cache is cleared (beeorm-celery cache clear)",
+        ) from e
 
 
-def _run_transaction(engine: Engine, pool_name: str, ops: list[Operation]) -> None:
-    with engine.mysql[pool_name].connection() as conn:
-        statement = ""
-        try:
-            conn.begin()
-            with conn.cursor() as cursor:
-                for statement, _ in statements(ops):
-                    cursor.execute(statement)
-            conn.commit()
-        except pymysql.MySQLError as e:
-            with contextlib.suppress(pymysql.MySQLError):
-                conn.rollback()
-            code = e.args[0] if e.args and isinstance(e.args[0], int) else None
-            message = e.args[1] if len(e.args) > 1 else str(e)
-            error = DuplicateKeyError if code in _DUPLICATE_KEY else FlushError
-            raise error(
-                f"MySQL pool {pool_name!r} refused the flush ({code}: {message}); "
-                f"nothing was committed there. Statement: {statement[:300]}",
-                code=code,
-                statement=statement,
-            ) from e
+def _run_transaction(
+    engine: Engine, pool_name: str, ops: list[Operation], committed: list[str]
+) -> None:
+    statement = ""
+    stage = "connecting for a flush"
+    try:
+        with engine.mysql[pool_name].connection() as conn:
+            try:
+                stage = "running a flush"
+                conn.begin()
+                with conn.cursor() as cursor:
+                    for statement, _ in statements(ops):
+                        cursor.execute(statement)
+                stage = "committing a flush"
+                conn.commit()
+            except pymysql.MySQLError:
+                with contextlib.suppress(pymysql.MySQLError):
+                    conn.rollback()
+                raise
+    except pymysql.MySQLError as e:
+        raise _flush_error(e, pool_name, stage, statement, committed) from e
+
+
+def _flush_error(
+    e: pymysql.MySQLError, pool_name: str, stage: str, statement: str, committed: list[str]
+) -> BeeormError:
+    before = f"; pools {', '.join(committed)} committed before" if committed else ""
+    if failures.mysql_code(e) == 1146:
+        return failures.missing_table(e, pool_name)
+    if failures.is_mysql_unavailable(e):
+        if stage == "committing a flush":
+            return failures.mysql_unavailable(
+                e,
+                pool_name,
+                stage,
+                None,
+                "the connection broke during COMMIT: the flush may or may not be committed "
+                "there (read the rows to know)" + before,
+            )
+        return failures.mysql_unavailable(
+            e, pool_name, stage, bool(committed), "nothing was committed there" + before
+        )
+    code = failures.mysql_code(e)
+    message = e.args[1] if len(e.args) > 1 else str(e)
+    error = DuplicateKeyError if code in _DUPLICATE_KEY else FlushError
+    return error(
+        f"MySQL pool {pool_name!r} refused the flush ({code}: {message}); "
+        f"nothing was committed there{before}. Statement: {statement[:300]}",
+        code=code,
+        statement=statement,
+    )
 
 
 def update_caches(engine: Engine, ops: Sequence[Operation]) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from beeorm_celery.cache import decode_row, encode_row
 from beeorm_celery.columns import InvalidValue
 from beeorm_celery.entity import Entity, Reference
-from beeorm_celery.errors import ConfigError, QueryError
+from beeorm_celery.errors import ConfigError, QueryError, ValidationError
 from beeorm_celery.keys import COMPLETE_FIELD, STALE, TOMBSTONE, _plain
 from beeorm_celery.local_cache import is_absent
 from beeorm_celery.query import Pager, Where, ids_in, where_sql
@@ -49,6 +49,17 @@ def row_values(schema: EntitySchema, row: Sequence[Any]) -> tuple[int, dict[str,
     return int(row[0]), values
 
 
+def checked_id(schema: EntitySchema, value: Any) -> int:
+    """``value`` as an entity id, or ValidationError (ids are whole numbers)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isascii() and value.strip().isdigit():
+        return int(value)  # ids from URLs and command lines arrive as text
+    raise ValidationError(
+        schema.name, "id", f"an id is a whole number, got {type(value).__name__} {value!r}"
+    )
+
+
 def uses_cache(schema: EntitySchema) -> bool:
     return schema.options.redis_cache is not None or schema.options.local_cache is not None
 
@@ -68,7 +79,8 @@ class Reader:
         return self.get_by_ids(schema, [entity_id])[0]
 
     def get_by_ids(self, schema: EntitySchema, ids: Sequence[int]) -> list[Entity | None]:
-        wanted = list(dict.fromkeys(int(i) for i in ids))
+        ids = [checked_id(schema, i) for i in ids]
+        wanted = list(dict.fromkeys(ids))
         found: dict[int, Entity | None] = {}
         local = self.engine.local_cache(schema)
         generation = local.generation if local is not None else 0
@@ -90,7 +102,7 @@ class Reader:
             if local is not None:
                 for entity_id in missing:
                     local.set(entity_id, found[entity_id], if_generation=generation)
-        return [found.get(int(i)) for i in ids]
+        return [found.get(i) for i in ids]
 
     def _from_redis(
         self, schema: EntitySchema, ids: list[int], found: dict[int, Entity | None]

@@ -16,6 +16,9 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+import redis
+
+from beeorm_celery.asyncflush import failure
 from beeorm_celery.asyncflush.batch import Batch, sign
 from beeorm_celery.asyncflush.log import log_client
 from beeorm_celery.cache import CacheWrites
@@ -23,8 +26,6 @@ from beeorm_celery.flush import ops_by_cache_pool, update_local_caches, write_re
 from beeorm_celery.operations import Operation
 
 if TYPE_CHECKING:
-    import redis
-
     from beeorm_celery.engine import Engine
 
 logger = logging.getLogger(__name__)
@@ -159,10 +160,16 @@ def flush_async(engine: Engine, ops: Sequence[Operation]) -> list[Batch]:
         script_args.append(len(fields))
         for field, value in fields.items():
             script_args += [field, value]
-    results = _flush_script(client)(keys=script_keys, args=script_args)
+    try:
+        results = _flush_script(client)(keys=script_keys, args=script_args)
+    except redis.RedisError as e:
+        raise failure.log_write_failed(e, [b.group for b in batches]) from e
 
     # The log is written: from here on the SQL will land. Other pools' caches follow.
-    write_redis_caches(engine, other_pools, None if in_script else message)
+    try:
+        write_redis_caches(engine, other_pools, None if in_script else message)
+    except redis.RedisError as e:
+        raise failure.cache_write_failed(e, list(other_pools)) from e
     update_local_caches(engine, ops)
 
     queued: list[Batch] = []

@@ -1,0 +1,155 @@
+"""Redis and MySQL failures reach callers as BeeormError subclasses saying what was written.
+
+Unreachable servers are ports nobody listens on; "out of memory" is a private redis-server with
+a small ``maxmemory`` (never the shared one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from beeorm_celery import (
+    BeeormError,
+    CacheFullError,
+    CacheUnavailableError,
+    DatabaseUnavailableError,
+    MissingTableError,
+    Registry,
+    ValidationError,
+)
+from bench.chaos_mariadb import free_port
+from bench.chaos_redis import PrivateRedis
+from tests.support.models import Category, Note, Product
+
+
+def test_a_wrong_id_type_is_a_validation_error(make_engine) -> None:
+    engine = make_engine(Product, Category, Note)
+    ctx = engine.new_context()
+    note = ctx.new_entity(Note, text="x")
+    ctx.flush()
+    with pytest.raises(ValidationError, match=r"Note\.id: .*whole number.*'abc'"):
+        ctx.get_by_id(Note, "abc")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        ctx.get_by_ids(Product, [1, 2.5])  # type: ignore[list-item]
+    found = ctx.get_by_id(Note, str(note.id))  # type: ignore[arg-type]
+    assert found is not None and found.text == "x"
+
+
+def test_a_missing_table_names_update_schema(make_engine) -> None:
+    engine = make_engine(Product, Category, Note, update_schema=False)
+    ctx = engine.new_context()
+    for read in (
+        lambda: ctx.get_by_id(Note, 1),
+        lambda: ctx.search(Note),
+        lambda: ctx.count(Product),
+        lambda: ctx.new_entity(Note, text="x"),  # seeds the id counter from MAX(id)
+    ):
+        with pytest.raises(MissingTableError, match=r"update_schema\(\)") as info:
+            read()
+        assert info.value.table is not None
+    engine.update_schema()
+    note = ctx.new_entity(Note, text="x")
+    with engine.mysql["default"].connection() as conn, conn.cursor() as cursor:
+        cursor.execute(f"DROP TABLE `{engine.schema(Note).table}`")
+    with pytest.raises(MissingTableError, match=r"update_schema\(\)"):
+        ctx.flush()
+    assert note.id > 0
+
+
+def _engine(mysql_url: str, redis_url: str, key_prefix: str) -> Registry:
+    registry = Registry(key_prefix=key_prefix)
+    registry.register_mysql(mysql_url)
+    registry.register_redis(redis_url)
+    registry.register_entity(Product, Category, Note)
+    return registry
+
+
+def test_redis_unreachable_is_a_cache_unavailable_error(mysql_url, key_prefix) -> None:
+    working = _engine(mysql_url, "redis://127.0.0.1:6379/15", key_prefix).validate()
+    working.update_schema()
+    working.close()
+    engine = _engine(mysql_url, f"redis://127.0.0.1:{free_port()}/0", key_prefix).validate()
+    try:
+        ctx = engine.new_context()
+        with pytest.raises(CacheUnavailableError) as info:
+            ctx.new_entity(Note, text="x")
+        assert info.value.written is False
+        with pytest.raises(CacheUnavailableError, match="nothing was written") as info:
+            ctx.get_by_id(Product, 1)
+        assert info.value.written is False
+    finally:
+        engine.close()
+
+
+def test_mysql_unreachable_is_a_database_unavailable_error(redis_url, key_prefix) -> None:
+    url = f"mysql://root@127.0.0.1:{free_port()}/nowhere"
+    engine = _engine(url, redis_url, key_prefix).validate()
+    try:
+        ctx = engine.new_context()
+        for read in (lambda: ctx.search(Note), lambda: ctx.get_by_id(Product, 7)):
+            with pytest.raises(DatabaseUnavailableError, match="nothing was written") as info:
+                read()
+            assert info.value.written is False
+            assert isinstance(info.value, BeeormError)
+        with pytest.raises(DatabaseUnavailableError):
+            ctx.new_entity(Note, text="x")  # the id counter is seeded from MySQL
+    finally:
+        engine.close()
+
+
+@pytest.fixture
+def small_redis() -> Iterator[PrivateRedis]:
+    server = PrivateRedis(maxmemory="4mb", policy="noeviction")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+def _fill(server: PrivateRedis) -> int:
+    """Write junk until Redis refuses with OOM; returns how many junk keys fit."""
+    client = server.client()
+    chunk = b"x" * 64_000
+    n = 0
+    while n < 10_000:
+        try:
+            client.set(f"junk:{n}", chunk)
+        except redis.exceptions.OutOfMemoryError:
+            return n
+        n += 1
+    raise AssertionError("Redis never ran out of memory")
+
+
+def test_redis_out_of_memory_leaves_nothing_half_written(make_engine, small_redis) -> None:
+    base = make_engine(Product, Category, Note)  # creates the tables on the shared servers
+    registry = Registry(key_prefix=base.keys.prefix)
+    registry.register_mysql(base.mysql["default"].config.safe_url)
+    registry.register_redis(small_redis.url())
+    registry.register_entity(Product, Category, Note)
+    engine = registry.validate()
+    try:
+        client = small_redis.client()
+        ctx = engine.new_context()
+        product = ctx.new_entity(Product, name="before")  # its id is reserved before the fill
+        note = ctx.new_entity(Note, text="n")
+        assert _fill(small_redis) > 0
+        keys_before = set(client.keys("*"))
+        with pytest.raises(CacheFullError) as info:
+            ctx.flush_async()
+        assert info.value.written is False
+        assert "nothing was queued or cached" in str(info.value)
+        assert set(client.keys("*")) == keys_before  # no log, no cache entry, no flag
+        # Memory back: the same unit of work goes through whole.
+        for key in client.keys("junk:*"):
+            client.delete(key)
+        ctx.flush_async()
+        groups = {"catalog", "notes"}
+        assert sum(client.xlen(engine.keys.log(g)) for g in groups) == 2
+        assert ctx.get_by_id(Product, product.id) is not None
+        assert note.id > 0
+    finally:
+        engine.close()
