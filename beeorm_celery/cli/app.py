@@ -20,7 +20,12 @@ from beeorm_celery.cli.state import (
 )
 from beeorm_celery.cli.stats import stats
 from beeorm_celery.engine import Engine
-from beeorm_celery.errors import ConfigError, DeadLetterNotFoundError, TemporaryApplyError
+from beeorm_celery.errors import (
+    ConfigError,
+    DeadLetterNotFoundError,
+    TemporaryApplyError,
+    UnavailableError,
+)
 
 
 class RootGroup(click.Group):
@@ -35,6 +40,8 @@ class RootGroup(click.Group):
             raise config_error(str(e)) from e
         except TemporaryApplyError as e:
             raise service_error(f"MySQL keeps failing with a temporary error: {e}") from e
+        except UnavailableError as e:
+            raise service_error(str(e)) from e
         except redis.RedisError as e:
             raise service_error(f"Redis: {type(e).__name__}: {e}") from e
         except pymysql.MySQLError as e:
