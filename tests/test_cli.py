@@ -30,6 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 CLI_MODULE = (sys.executable, "-m", "beeorm_celery.cli")
 CONSOLE_SCRIPT = Path(sys.executable).with_name("beeorm-celery")
 WIDE = {"COLUMNS": "200"}  # rich tables at full width: ids and errors are not cut
+ENGINE_SPEC = "tests.support.cli_engine:engine"
+LONG_NAME = "A rather long product category name that fills it"  # 50: the column's max_length
 
 
 @pytest.fixture
@@ -144,6 +146,71 @@ def test_dead_list_shows_each_dead_letter_with_its_id_code_and_error(engine: Eng
     assert "Duplicate entry 'Cars'" in cars_line
     assert "Duplicate entry 'Boats [red]'" in boats_line
     assert lines.index(cars_line) < lines.index(boats_line)  # oldest failure first
+
+
+def test_dead_list_in_a_pipe_keeps_each_error_whole_on_the_line_of_its_id(
+    engine: Engine, env: dict[str, str]
+) -> None:
+    dead_id, _ = make_dead_letter(engine, LONG_NAME)
+    [dead] = engine.dead_letters.list()
+    env.pop("COLUMNS")  # a pipe: rich would assume 80 columns
+
+    done = subprocess.run(
+        [str(CONSOLE_SCRIPT), "--engine", ENGINE_SPEC, "dead", "list"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 0, done.stderr
+    [line] = [line for line in done.stdout.splitlines() if dead_id in line]
+    assert len(line) > 80
+    assert dead.error in line
+    assert "…" not in done.stdout
+
+
+def test_dead_list_at_an_80_column_terminal_wraps_the_error_and_cuts_nothing(
+    engine: Engine, env: dict[str, str]
+) -> None:
+    import pty
+
+    dead_id, _ = make_dead_letter(engine, LONG_NAME)
+    [dead] = engine.dead_letters.list()
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [*CLI_MODULE, "--engine", ENGINE_SPEC, "dead", "list"],
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        env={**env, "COLUMNS": "80", "LINES": "40", "TERM": "dumb"},
+        cwd=REPO,
+    )
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # EIO: the program exited and closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(primary)
+    assert process.wait(timeout=60) == 0, seen
+
+    lines = seen.decode().replace("\r", "").splitlines()
+    assert all(len(line) <= 80 for line in lines), lines
+    header = next(n for n, line in enumerate(lines) if line.startswith("id "))
+    start, end = lines[header].index("error"), lines[header].index("attempts")
+    first = next(n for n, line in enumerate(lines) if line.startswith(dead_id))
+    row = [lines[first]] + [
+        line for line in lines[first + 1 :] if line.strip() and not line[:start].strip()
+    ]
+    assert " ".join(line[start:end].strip() for line in row) == dead.error
+    assert len(row) > 1  # it did wrap
+    assert "…" not in seen.decode()
 
 
 def test_dead_list_says_so_when_there_are_none(engine: Engine) -> None:
@@ -303,7 +370,6 @@ def test_retry_all_of_a_group_replays_each_and_says_how_many(engine: Engine) -> 
     ("args", "said"),
     [
         (["retry", "--all"], "retried 0 dead letter(s)"),
-        (["remove", "--all"], "removed 0 dead letter(s)"),
         (["remove", "--all", "--yes"], "removed 0 dead letter(s)"),
     ],
 )
@@ -357,13 +423,45 @@ def test_remove_one_drops_only_that_dead_letter(engine: Engine) -> None:
     assert [d.id for d in engine.dead_letters.list()] == [boats]
 
 
-def test_remove_all_from_a_script_removes_them_as_spec_says(engine: Engine) -> None:
+@pytest.mark.parametrize("group", [[], ["--group", "counters"]])
+def test_remove_all_from_a_script_without_yes_refuses_and_removes_nothing(
+    engine: Engine, env: dict[str, str], group: list[str]
+) -> None:
     make_dead_letter(engine, "Cars")
 
-    result = run(engine, "dead", "remove", "--all")  # stdin is not a terminal here
+    done = subprocess.run(
+        [str(CONSOLE_SCRIPT), "--engine", ENGINE_SPEC, "dead", "remove", "--all", *group],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,  # what cron and CI give: no terminal to ask on
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
-    assert result.exit_code == 0, result.output
-    assert "removed 1 dead letter(s)" in result.stdout
+    assert done.returncode == 1, done.stderr
+    assert "--yes" in done.stderr
+    assert done.stdout == ""
+    assert engine.dead_letters.count() == 1
+
+
+def test_remove_all_from_a_script_with_yes_removes_them(
+    engine: Engine, env: dict[str, str]
+) -> None:
+    make_dead_letter(engine, "Cars")
+
+    done = subprocess.run(
+        [str(CONSOLE_SCRIPT), "--engine", ENGINE_SPEC, "dead", "remove", "--all", "--yes"],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "removed 1 dead letter(s)" in done.stdout
     assert engine.dead_letters.count() == 0
 
 
@@ -375,7 +473,7 @@ def test_remove_all_at_a_terminal_asks_and_keeps_them_on_no(
     cars, _ = make_dead_letter(engine, "Cars")
     primary, secondary = pty.openpty()
     process = subprocess.Popen(
-        [*CLI_MODULE, "--engine", "tests.support.cli_engine:engine", "dead", "remove", "--all"],
+        [*CLI_MODULE, "--engine", ENGINE_SPEC, "dead", "remove", "--all"],
         stdin=secondary,
         stdout=secondary,
         stderr=secondary,

@@ -13,6 +13,7 @@ from beeorm_celery.engine import Engine
 from beeorm_celery.errors import AsyncFlushError, DeadLetterNotFoundError
 
 DEFAULT_LIST_LIMIT = 100
+UNLIMITED_WIDTH = 1_000_000
 
 group_option = click.option(
     "--group", "group", metavar="G", help="Only the dead letters of async group G."
@@ -106,7 +107,11 @@ def retry(ctx: click.Context, dead_letter_id: str | None, all_: bool, group: str
 @click.argument("dead_letter_id", metavar="[ID]", required=False)
 @click.option("--all", "all_", is_flag=True, help="Remove every dead letter (of --group).")
 @group_option
-@click.option("--yes", is_flag=True, help="Don't ask for confirmation at a terminal.")
+@click.option(
+    "--yes",
+    is_flag=True,
+    help="Confirm --all without a question; required when stdin is not a terminal.",
+)
 @click.pass_context
 def remove(
     ctx: click.Context, dead_letter_id: str | None, all_: bool, group: str | None, yes: bool
@@ -114,7 +119,8 @@ def remove(
     """Drop a dead letter for good: its SQL will never run.
 
     At a terminal, 'remove --all' shows what would go and asks first (--yes skips the
-    question); in scripts (no terminal on stdin) it removes them, as SPEC's 'dead remove --all'.
+    question). Without a terminal on stdin (a script, cron, a pipe) it cannot ask: it refuses
+    with exit code 1 and removes nothing unless --yes is given.
     """
     _check_target(dead_letter_id, all_, group)
     if yes and not all_:
@@ -128,7 +134,13 @@ def remove(
         click.echo(f"removed {dead_letter_id}")
         return
     check_group(engine, group)
-    if not yes and sys.stdin is not None and sys.stdin.isatty():
+    can_ask = sys.stdin is not None and sys.stdin.isatty()
+    if not yes and not can_ask:
+        raise refused(
+            f"not removing the dead letters{_of(group)}: there is no terminal to confirm on; "
+            "pass --yes to remove them from a script"
+        )
+    if not yes:
         total = engine.dead_letters.count(group)
         if total == 0:
             click.echo(f"removed 0 dead letter(s){_of(group)}")
@@ -145,8 +157,13 @@ def _print_table(engine: Engine, group: str | None, limit: int) -> None:
     if not found:
         click.echo(f"no dead letters{_of(group)}")
         return
+    total = engine.dead_letters.count(group)
     console = Console()
-    console.print(dead_table(found, engine.dead_letters.count(group), console.width))
+    if console.is_terminal:
+        console.print(dead_table(found, total, console.width))
+    else:
+        # a pipe or a file has no width: as wide as the longest line, so nothing is cut
+        Console(width=UNLIMITED_WIDTH).print(dead_table(found, total, None))
 
 
 def _check_target(dead_letter_id: str | None, all_: bool, group: str | None) -> None:

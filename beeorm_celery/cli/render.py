@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from beeorm_celery.asyncflush.deadletters import DeadLetter
     from beeorm_celery.asyncflush.stats import GroupStats
 
-ERROR_WIDTH = 60
+# narrower than this, the error column would wrap into a word per line: the row goes wider
+MIN_ERROR_WIDTH = 24
 
 
 def echo_json(value: Any) -> None:
@@ -33,9 +34,9 @@ def when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def shorten(message: str, width: int = ERROR_WIDTH) -> str:
-    flat = " ".join(message.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
+def flat(message: str) -> str:
+    """The message on one line (MySQL messages may hold newlines)."""
+    return " ".join(message.split())
 
 
 def compact_table(title: str, caption: str | None = None) -> Table:
@@ -97,8 +98,13 @@ def dead_json(dead: DeadLetter) -> dict[str, Any]:
     }
 
 
-def dead_table(dead_letters: Sequence[DeadLetter], total: int, width: int) -> Table:
-    """One line per dead letter in ``width`` columns: ids whole, the error cut to fit."""
+def dead_table(dead_letters: Sequence[DeadLetter], total: int, width: int | None) -> Table:
+    """One row per dead letter. Ids, codes and times stay whole; the error is never cut.
+
+    ``width`` is the terminal's: the error column takes the room the others leave and wraps
+    within it. ``None`` (not a terminal: a pipe, a file, a log) keeps each dead letter on one
+    line, the error whole, so that ``grep`` and ``cut`` see the whole message.
+    """
     caption = None
     if total > len(dead_letters):
         caption = f"{len(dead_letters)} of {total} shown (--limit)"
@@ -107,7 +113,7 @@ def dead_table(dead_letters: Sequence[DeadLetter], total: int, width: int) -> Ta
             d.id,
             d.group,
             "-" if d.error_code is None else str(d.error_code),
-            ("(malformed) " if d.malformed else "") + d.error,
+            flat(("(malformed) " if d.malformed else "") + d.error),
             str(d.attempts),
             # no year: it keeps the line within 80 columns ('dead show' has the full date)
             d.failed_at.strftime("%m-%d %H:%M:%S"),
@@ -116,18 +122,21 @@ def dead_table(dead_letters: Sequence[DeadLetter], total: int, width: int) -> Ta
     ]
     headers = ("id", "group", "code", "error", "attempts", "failed at (UTC)")
     natural = [max([len(h)] + [len(r[n]) for r in rows]) for n, h in enumerate(headers)]
-    # rich would shrink every column to fit; only the error may shrink (ids must stay whole)
-    gaps = 2 * len(headers) - 1  # a space of padding and a space of divider, none at the end
-    error_width = max(12, min(ERROR_WIDTH, width - gaps - sum(natural) + natural[3]))
     table = compact_table(f"dead letters: {total}", caption)
     for n, header in enumerate(headers):
         if header == "error":
-            table.add_column(header, no_wrap=True, overflow="ellipsis", max_width=error_width)
+            if width is None:
+                table.add_column(header, no_wrap=True, min_width=natural[n])
+            else:
+                # rich would shrink every column to fit: give the error what the others leave
+                gaps = 2 * len(headers) - 1  # padding and divider spaces, none at the end
+                room = width - gaps - sum(natural) + natural[n]
+                table.add_column(header, overflow="fold", max_width=max(MIN_ERROR_WIDTH, room))
         else:
             justify: Literal["left", "right"] = "right" if n in (2, 4) else "left"
             table.add_column(header, no_wrap=True, min_width=natural[n], justify=justify)
     for r in rows:
-        table.add_row(*(Text(r[0]), Text(r[1]), r[2], Text(shorten(r[3], error_width)), *r[4:]))
+        table.add_row(Text(r[0]), Text(r[1]), r[2], Text(r[3]), *r[4:])
     return table
 
 

@@ -28,7 +28,8 @@ EXIT_CODES_HELP = """\b
 Exit codes:
   0    ok
   1    not found or refused: unknown dead letter id, a dead letter that cannot
-       be replayed, 'dead remove --all' without --yes
+       be replayed, 'dead remove --all' answered no, or without --yes and
+       without a terminal to ask on (nothing is removed)
   2    usage or configuration error: bad option, bad --engine, unknown group
   3    Redis or MySQL unreachable or failing
   130  interrupted (a second Ctrl-C during --watch / --block, or any other time)
