@@ -204,6 +204,8 @@ def _install_sweeper(
                 logger.exception("async flush sweep failed; trying again in %.0fs", interval_s)
 
     def on_ready(**_: Any) -> None:
+        if engine.log_redis_guard is not None:
+            engine.log_redis_guard.report_at_worker_start()
         # At start, flags may be left by a worker that died: wake every group with a backlog.
         try:
             woken = sweep_once(engine, publisher, 0.0, trust_trigger=False)

@@ -21,6 +21,7 @@ from beeorm_celery.mysql import MySQLConfig, MySQLPool
 if TYPE_CHECKING:
     from beeorm_celery.async_reads import QueryRunner, QueryStats
     from beeorm_celery.asyncflush.deadletters import DeadLetters
+    from beeorm_celery.asyncflush.log_redis import LogRedisGuard
     from beeorm_celery.asyncflush.producer import TriggerPublisher
     from beeorm_celery.asyncflush.settings import AsyncFlushSettings
     from beeorm_celery.asyncflush.stats import GroupStats
@@ -80,6 +81,11 @@ class Engine:
                 on_message=self._drop_local,
                 on_reset=self._clear_local,
             )
+        self.log_redis_guard: LogRedisGuard | None = None
+        if async_redis_pool in redis_urls:
+            from beeorm_celery.asyncflush.log_redis import LogRedisGuard
+
+            self.log_redis_guard = LogRedisGuard(async_redis_pool, redis_urls[async_redis_pool])
         self.ids = IdAllocator(self.keys, self._id_redis, self._seed_id, id_block_size)
         self._query_runner: QueryRunner | None = None
         self._query_runner_lock = threading.Lock()

@@ -85,7 +85,7 @@ class Registry:
         self._check(schemas)
         for entity, schema in schemas.items():
             entity.__beeorm_schema__ = schema  # lets instances check field names on assignment
-        return Engine(
+        engine = Engine(
             schemas=schemas,
             mysql=dict(self._mysql),
             redis_urls=dict(self._redis),
@@ -96,6 +96,14 @@ class Registry:
             async_redis_pool=self.async_redis_pool,
             query_workers=self.query_workers,
         )
+        if engine.log_redis_guard is not None:
+            try:
+                # Unreachable now: asked again at the first flush_async() and at worker start.
+                engine.log_redis_guard.require_safe()
+            except ConfigError:
+                engine.close()
+                raise
+        return engine
 
     def _check(self, schemas: dict[type[Entity], EntitySchema]) -> None:
         tables: dict[tuple[str, str], str] = {}

@@ -42,6 +42,8 @@ def consume_async_flush_events(
         raise ValueError(
             "block=True needs a stop event: consume_async_flush_events(engine, True, stop)"
         )
+    if engine.log_redis_guard is not None:
+        engine.log_redis_guard.report_at_worker_start()
     names = sorted(groups) if groups is not None else sorted(engine.async_groups)
     settings = engine.async_settings
     appliers = {g: Applier(engine, g) for g in names}

@@ -123,6 +123,9 @@ def flush_async(engine: Engine, ops: Sequence[Operation]) -> list[Batch]:
     """Queue ``ops`` (already validated); returns the queued batches with their ids."""
     log_pool = engine.async_redis_pool
     client = log_client(engine)
+    guard = engine.log_redis_guard
+    if guard is not None and not guard.checked:
+        guard.require_safe()  # Redis was unreachable at validate(): ask now, once
     keys = engine.keys
     settings = engine.async_settings
     secret = settings.secret_bytes

@@ -48,7 +48,18 @@ def stats(ctx: click.Context, as_json: bool, watch: bool, interval: float) -> No
     elif watch:
         _watch(engine, interval)
     else:
-        Console().print(stats_table(engine.async_stats()))
+        console = Console()
+        console.print(stats_table(engine.async_stats()))
+        log_redis_line(console, engine)
+
+
+def log_redis_line(console: Console, engine: Engine) -> None:
+    """How safe the logs' Redis is: its eviction policy and persistence (docs/redis.md)."""
+    guard = engine.log_redis_guard
+    info = guard.info() if guard is not None else None
+    if info is not None:
+        risky = info.evicts or info.persistent is False
+        console.print(Text(info.summary(), style="bold red" if risky else ""))
 
 
 def _watch(engine: Engine, interval_s: float) -> None:
