@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 
-from beeorm_celery.asyncflush import failure
+from beeorm_celery.asyncflush import backlog, failure
 from beeorm_celery.asyncflush.batch import Batch, sign
 from beeorm_celery.asyncflush.log import log_client
 from beeorm_celery.cache import CacheWrites
@@ -35,13 +35,26 @@ _SLICE = 1000
 
 # KEYS: per group (log, epoch, trigger); then plain keys, tombstone keys, hash keys.
 # ARGV: groups, trigger ttl ms, epoch token, #plain, #tombstones, tombstone ttl s, #hashes,
-#       channel, message ('' = none); per group payload and signature ('' = unsigned);
+#       channel, message ('' = none), per-group max pending batches ('n1,n2,...', 0 = none;
+#       '' = no limits); per group payload and signature ('' = unsigned);
 #       the plain values; per hash its field count and field/value pairs.
 # Returns per group: the batch id and 1 if this call created the trigger flag.
 _FLUSH_SCRIPT = """
 local groups = tonumber(ARGV[1])
 local result = {}
-local a = 10
+local a = 11
+-- [backlog] refused before anything is written when a group holds its max_pending_batches
+if ARGV[10] ~= '' then
+  local g = 0
+  for limit in string.gmatch(ARGV[10], '[^,]+') do
+    local n = tonumber(limit)
+    if n > 0 then
+      local pending = redis.call('XLEN', KEYS[g * 3 + 1])
+      if pending >= n then return redis.error_reply('BACKLOG ' .. g .. ' ' .. pending) end
+    end
+    g = g + 1
+  end
+end
 for g = 0, groups - 1 do
   local k = g * 3
   local id
@@ -150,6 +163,7 @@ def flush_async(engine: Engine, ops: Sequence[Operation]) -> list[Batch]:
         len(log_writes.hashes),
         keys.invalidation_channel,
         message if in_script else b"",
+        backlog.limits_arg(settings, batches),
     ]
     for batch in batches:
         script_keys += [keys.log(batch.group), keys.epoch(batch.group), keys.trigger(batch.group)]
@@ -166,7 +180,9 @@ def flush_async(engine: Engine, ops: Sequence[Operation]) -> list[Batch]:
     try:
         results = _flush_script(client)(keys=script_keys, args=script_args)
     except redis.RedisError as e:
-        raise failure.log_write_failed(e, [b.group for b in batches]) from e
+        raise backlog.full_error(e, settings, batches) or failure.log_write_failed(
+            e, [b.group for b in batches]
+        ) from e
 
     # The log is written: from here on the SQL will land. Other pools' caches follow.
     try:

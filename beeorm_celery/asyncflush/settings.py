@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+from beeorm_celery.errors import ConfigError
 
 DEFAULT_TRIGGER_TTL_S = 30.0
 DEFAULT_MAX_BATCHES_PER_TRANSACTION = 500
@@ -59,6 +62,11 @@ class AsyncFlushSettings:
     sweep_interval_s / sweep_min_age_s
         A worker re-triggers, every interval, each group whose oldest pending batch is older
         than the minimum age (its message was lost, or its task died).
+    max_pending_batches
+        Backpressure: at most this many batches pending per group (an int for every group, or
+        ``{group: limit}``; None, the default: no limit). A ``flush_async()`` that would add to a
+        group already holding that many raises ``BacklogFullError``, and nothing of it is queued
+        or cached. Bounds the Redis memory a long MySQL outage can fill.
     """
 
     signing_secret: str | bytes | None = None
@@ -77,6 +85,26 @@ class AsyncFlushSettings:
     lock_wait_timeout_s: int = DEFAULT_LOCK_WAIT_TIMEOUT_S
     sweep_interval_s: float = DEFAULT_SWEEP_INTERVAL_S
     sweep_min_age_s: float = DEFAULT_SWEEP_MIN_AGE_S
+    max_pending_batches: int | Mapping[str, int] | None = None
+
+    def __post_init__(self) -> None:
+        limits = self.max_pending_batches
+        values = limits.values() if isinstance(limits, Mapping) else [limits]
+        for value in values:
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 1
+            ):
+                raise ConfigError(
+                    f"max_pending_batches must be a positive int, a {{group: int}} mapping or "
+                    f"None; got {limits!r}"
+                )
+
+    def pending_limit(self, group: str) -> int | None:
+        """The most batches ``group`` may hold pending (None: no limit)."""
+        limits = self.max_pending_batches
+        if isinstance(limits, Mapping):
+            return limits.get(group)
+        return limits
 
     @property
     def secret_bytes(self) -> bytes | None:
