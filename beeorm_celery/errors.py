@@ -21,6 +21,8 @@
     └── AsyncFlushError              the async flush machinery
         ├── BacklogFullError         a group holds max_pending_batches: nothing queued or cached
         ├── MalformedBatchError      a queued batch cannot be read (bad bytes, signature, schema)
+        │   ├── SchemaLagError       ... because it names a table/column this worker lacks (waits)
+        │   └── SignatureError       ... because its signature does not verify (the group holds)
         ├── TemporaryApplyError      MySQL said "try again later"; the batch stays at the head
         └── DeadLetterNotFoundError  no dead letter with that id (also KeyError)
 """
@@ -145,7 +147,43 @@ class BacklogFullError(AsyncFlushError):
 
 
 class MalformedBatchError(AsyncFlushError):
-    """A queued batch or message cannot be read safely; it is never executed."""
+    """A queued batch or message cannot be read safely; it is never executed.
+
+    ``replayable``: the bytes were readable and the reason is one an operator can fix (a schema
+    or value this worker does not take, a secret): its dead letter can be replayed. Otherwise
+    the bytes themselves are unreadable and the dead letter can only be removed.
+    """
+
+    def __init__(self, message: str, replayable: bool = False) -> None:
+        self.replayable = replayable
+        super().__init__(message)
+
+
+class SchemaLagError(MalformedBatchError):
+    """A batch names a table, a column or a format this worker does not know yet.
+
+    A producer was deployed before the workers (or before ``update_schema()``): the batch waits
+    at the head of its group, like a temporary error, up to
+    ``AsyncFlushSettings.schema_lag_dead_letter_after_s``; then it is dead-lettered replayably.
+    ``cause`` names what is missing without naming the batch ("column item.color"), so later
+    batches missing the same thing are recognised.
+    """
+
+    def __init__(self, message: str, cause: str) -> None:
+        self.cause = cause
+        super().__init__(message, replayable=True)
+
+
+class SignatureError(MalformedBatchError):
+    """A batch's signature is missing or does not verify with any of this worker's secrets.
+
+    The group holds (logged at ERROR on every attempt) up to
+    ``AsyncFlushSettings.bad_signature_dead_letter_after_s``; the dead letter keeps the
+    signature and replays once a worker holds the secret that verifies it.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, replayable=True)
 
 
 class TemporaryApplyError(AsyncFlushError):

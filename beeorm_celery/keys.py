@@ -19,6 +19,7 @@ key                                    type        holds
 ``bo:{g:catalog}:dead``                hash        batch id -> dead letter (JSON)
 ``bo:{g:catalog}:dead:at``             zset        batch id scored by failure time
 ``bo:{g:catalog}:fail``                hash        head batch's failure record (attempts...)
+``bo:{g:catalog}:holds``               hash        cause -> time its wait ran out (schema lag...)
 =====================================  ==========  ==========================================
 
 ``<layout>`` is a hash of the table's columns: a schema change starts a fresh entity cache.
@@ -92,6 +93,9 @@ class Keys:
 
     def head_failure(self, group: str) -> str:
         return self.group(group, "fail")
+
+    def expired_holds(self, group: str) -> str:
+        return self.group(group, "holds")
 
 
 def _plain(value: Any) -> Any:

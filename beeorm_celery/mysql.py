@@ -118,6 +118,7 @@ class MySQLPool:
         self._idle: list[tuple[Connection[Any], float]] = []
         self._pid = os.getpid()
         self._server_is_mariadb: bool | None = None
+        self._max_allowed_packet: int | None = None
         self._closed = False
 
     @property
@@ -234,6 +235,21 @@ class MySQLPool:
                 info = str(conn.get_server_info())  # type: ignore[no-untyped-call]
                 self._server_is_mariadb = "mariadb" in info.lower()
         return self._server_is_mariadb
+
+    @property
+    def max_allowed_packet(self) -> int:
+        """The server's ``max_allowed_packet`` in bytes, read once (``forget_limits`` re-reads)."""
+        if self._max_allowed_packet is None:
+            # A session keeps the value of when it connected: the smaller of the two holds.
+            rows = self.read_all(
+                "SELECT LEAST(@@SESSION.max_allowed_packet, @@GLOBAL.max_allowed_packet)"
+            )
+            self._max_allowed_packet = int(rows[0][0])
+        return self._max_allowed_packet
+
+    def forget_limits(self) -> None:
+        """Read ``max_allowed_packet`` again next time (the server refused a statement's size)."""
+        self._max_allowed_packet = None
 
     def close(self) -> None:
         self._closed = True

@@ -78,6 +78,7 @@ class EntitySchema:
     references: list[Column] = field(init=False)
     cached_references: list[Column] = field(init=False)
     data_column_names: frozenset[str] = field(init=False)  # what an INSERT carries
+    data_column_order: tuple[str, ...] = field(init=False)  # ... in the order of its JSON row
 
     def __post_init__(self) -> None:
         self.columns_by_name = {c.name: c for c in self.columns}
@@ -91,6 +92,7 @@ class EntitySchema:
         self.references = [c for c in self.columns if c.is_reference]
         self.cached_references = [c for c in self.references if c.cached]
         self.data_column_names = frozenset(c.name for c in self.data_columns)
+        self.data_column_order = tuple(c.name for c in self.data_columns)
 
     @property
     def name(self) -> str:

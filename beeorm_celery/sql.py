@@ -44,6 +44,15 @@ def insert_sql(schema: EntitySchema, ops: Sequence[Operation]) -> str:
     return f"INSERT INTO `{schema.table}` ({column_list(schema)}) VALUES {rows}"
 
 
+def _insert_head(schema: EntitySchema) -> str:
+    return f"INSERT INTO `{schema.table}` ({column_list(schema)}) VALUES "
+
+
+def text_bytes(text: str) -> int:
+    """The length of ``text`` as sent (utf8mb4), without encoding ASCII text."""
+    return len(text) if text.isascii() else len(text.encode())
+
+
 def update_sql(op: Operation) -> str:
     schema = op.schema
     sets = ", ".join(
@@ -66,25 +75,47 @@ def operation_sql(op: Operation) -> str:
     return delete_sql(op)
 
 
-def statements(ops: Iterable[Operation]) -> list[tuple[str, list[Operation]]]:
+def statements(
+    ops: Iterable[Operation], max_bytes: int | None = None
+) -> list[tuple[str, list[Operation]]]:
     """Statements for ``ops`` in order; consecutive INSERTs into one table become one.
 
     Each statement comes with the operations it carries (to name the failing one).
-    An UPDATE without changed columns produces nothing.
+    An UPDATE without changed columns produces nothing. With ``max_bytes``, a multi-row INSERT
+    is cut before it grows past that many bytes (the server's ``max_allowed_packet`` less a
+    margin); a single row larger than that still makes a statement of its own, which the
+    caller refuses before sending it.
     """
     result: list[tuple[str, list[Operation]]] = []
     pending: list[Operation] = []
+    rows: list[str] = []
+    size = 0
+    limit = max_bytes if max_bytes is not None else -1
 
     def close_inserts() -> None:
+        nonlocal size
         if pending:
-            result.append((insert_sql(pending[0].schema, pending), list(pending)))
+            sql = _insert_head(pending[0].schema) + ", ".join(rows)
+            result.append((sql, list(pending)))
             pending.clear()
+            rows.clear()
+            size = 0
 
     for op in ops:
         if op.kind is OpKind.INSERT:
             if pending and pending[0].schema is not op.schema:
                 close_inserts()
+            row = _row_literal(op.schema, op)
+            if limit >= 0:
+                row_bytes = text_bytes(row) + 2  # and its ", "
+                if not pending:
+                    size = text_bytes(_insert_head(op.schema))
+                elif size + row_bytes > limit:
+                    close_inserts()
+                    size = text_bytes(_insert_head(op.schema))
+                size += row_bytes
             pending.append(op)
+            rows.append(row)
             continue
         close_inserts()
         if op.kind is OpKind.UPDATE:

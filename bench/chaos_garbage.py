@@ -2,8 +2,8 @@
 
 Broker messages go straight into a group's Celery queue (a Redis list; kombu LPUSHes and
 BRPOPs, and with ``global_keyprefix`` the key is ``<prefix>:q:beeorm.<group>``). They must not
-stop a worker. Log entries go straight into a group's stream; each must become one malformed
-dead letter and must not stop the group.
+stop a worker. Log entries go straight into a group's stream; each must become one
+dead letter (remove-only where the bytes are unreadable) and must not stop the group.
 """
 
 from __future__ import annotations

@@ -385,13 +385,9 @@ def test_all_with_no_dead_letters_prints_0_and_exits_0(
 def test_a_malformed_dead_letter_cannot_be_retried_only_removed(
     make_engine: Callable[..., Engine],
 ) -> None:
-    producer = make_engine(*models.ALL, async_flush=AsyncFlushSettings(signing_secret="old"))
-    worker = make_engine(
-        *models.ALL, update_schema=False, async_flush=AsyncFlushSettings(signing_secret="new")
-    )
-    ctx = producer.new_context()
-    ctx.new_entity(models.Note, text="signed with the old secret")
-    ctx.flush_async()
+    worker = make_engine(*models.ALL)
+    log_key = worker.keys.log("notes")
+    worker.redis("default").xadd(log_key, {b"d": b"\x00 unreadable bytes"})
     consume_async_flush_events(worker)
     [dead] = worker.dead_letters.list()
     assert dead.malformed
@@ -407,6 +403,38 @@ def test_a_malformed_dead_letter_cannot_be_retried_only_removed(
     assert "1 dead letter(s) remain" in every.stderr
     assert removed.exit_code == 0, removed.output
     assert worker.dead_letters.count() == 0
+
+
+def test_a_signature_dead_letter_replays_once_the_worker_holds_the_secret(
+    make_engine: Callable[..., Engine],
+) -> None:
+    producer = make_engine(*models.ALL, async_flush=AsyncFlushSettings(signing_secret="old"))
+    wrong = make_engine(
+        *models.ALL,
+        update_schema=False,
+        async_flush=AsyncFlushSettings(signing_secret="new", bad_signature_dead_letter_after_s=0),
+    )
+    fixed = make_engine(
+        *models.ALL,
+        update_schema=False,
+        async_flush=AsyncFlushSettings(signing_secret=["new", "old"]),
+    )
+    ctx = producer.new_context()
+    note = ctx.new_entity(models.Note, text="signed with the old secret")
+    ctx.flush_async()
+    consume_async_flush_events(wrong)
+    [dead] = wrong.dead_letters.list()
+    assert not dead.malformed and dead.cause == "signature"
+
+    refused = run(wrong, "dead", "retry", dead.id)
+    replayed = run(fixed, "dead", "retry", dead.id)
+    consume_async_flush_events(fixed)
+
+    assert refused.exit_code == 1 and "signing_secret" in refused.stderr
+    assert replayed.exit_code == 0, replayed.output
+    rows = fixed.mysql["default"].read_all("SELECT text FROM note WHERE id = %s", (note.id,))
+    assert rows == [("signed with the old secret",)]
+    assert fixed.dead_letters.count() == 0
 
 
 # --- remove

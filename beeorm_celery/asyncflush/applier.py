@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 import pymysql
 import redis
 
-from beeorm_celery.asyncflush.batch import PAYLOAD_FIELD, Batch, decode_entry
-from beeorm_celery.asyncflush.deadletters import DeadLetter, DeadLetters
+from beeorm_celery.asyncflush.batch import PAYLOAD_FIELD, SIGNATURE_FIELD, Batch, decode_entry
+from beeorm_celery.asyncflush.deadletters import DeadLetter, DeadLetters, dead_letter_cause
 from beeorm_celery.asyncflush.log import Entry, GroupLog, after
 from beeorm_celery.asyncflush.mysql_errors import ErrorClass, classify, error_code, error_message
 from beeorm_celery.cache import invalidate_operation
@@ -94,7 +94,7 @@ class Applier:
         self.pool = engine.mysql[pool_name]
         self.log = GroupLog(engine, group)
         self.dead_letters = DeadLetters(engine)
-        self._secret = self.settings.secret_bytes
+        self._secret = self.settings.secrets
         self._single_until: str | None = None  # isolating a failure: one batch per step until here
         self._tainted: set[tuple[str, int]] = set()  # rows a dead letter touched
         self._caught_up = False  # the last step applied everything the log held
@@ -399,8 +399,10 @@ class Applier:
                 failed_at=now,
                 first_failed_at=now,
                 attempts=1,
-                malformed=True,
+                malformed=not error.replayable,
                 payload=raw if isinstance(raw, bytes) else b"",
+                cause=dead_letter_cause(error),
+                signature=fields.get(SIGNATURE_FIELD),
             )
         )
         self._move_past(conn, cursor, entry_id, epoch, report)

@@ -1,16 +1,24 @@
 """``Batch``: the operations of one flush for one async group, and their wire format.
 
-A batch carries operations (table, id, column values), never SQL: a worker builds every
+A batch carries operations (table, id, named column values), never SQL: a worker builds every
 statement from its own registered schemas. The encoding is JSON with typed values (Decimal as
 string, date/datetime ISO, bytes base64, enums by value) and a format version; with a signing
 secret, an HMAC-SHA256 over the payload. ``decode`` raises ``MalformedBatchError`` for anything it
 cannot fully account for, so a worker never runs what it does not understand.
+
+Producer and worker may run different releases of an entity during a rolling deploy, so every
+value travels with its column's name: an UPDATE's values are an object, and an INSERT's row is
+the cache's JSON array (made once per flush, see ``cache.encoded_row``) whose column names are
+listed once per table in the batch header (``"c"``). A name this worker does not know is schema
+lag (``SchemaLagError``: the batch waits for the upgrade); a column the producer did not know
+takes this worker's default.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,22 +26,25 @@ import orjson
 
 from beeorm_celery.cache import encoded_row
 from beeorm_celery.columns import InvalidValue
-from beeorm_celery.errors import MalformedBatchError
+from beeorm_celery.entity import MISSING
+from beeorm_celery.errors import MalformedBatchError, SchemaLagError, SignatureError
 from beeorm_celery.operations import Operation, OpKind
 
 if TYPE_CHECKING:
     from beeorm_celery.engine import Engine
     from beeorm_celery.schema import EntitySchema
 
-# 2: an INSERT's values are the row as a JSON array in column order (the cache's encoding);
-# 1: they were an object. Both are read.
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# 3: as 2, plus the header "c" naming, per table, the columns of its INSERT rows;
+# 2: an INSERT's values are the row as a JSON array in the worker's column order (the cache's
+# encoding); 1: they were an object. All three are read.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 _MAX_ID = 2**64 - 1  # BIGINT UNSIGNED
 PAYLOAD_FIELD = b"d"
 SIGNATURE_FIELD = b"s"
 _KINDS = {k.value: k for k in OpKind}
 _dumps = orjson.dumps
+SCHEMA_AHEAD = "schema ahead: upgrade workers / run update_schema"
 
 
 @dataclass(frozen=True)
@@ -48,11 +59,13 @@ class Batch:
         """The batch as JSON bytes, joined from pieces: an INSERT's row is the encoding the
         entity cache stores, made once per flush (``Operation.encoded_row``)."""
         parts: list[bytes] = []
+        row_tables: dict[str, EntitySchema] = {}
         for op in self.operations:
             head = b'["' + op.kind.value.encode() + b'",' + _dumps(op.table)
             head += b"," + str(op.id).encode() + b","
             if op.kind is OpKind.INSERT and op.full is not None:
                 values = encoded_row(op)
+                row_tables[op.table] = op.schema
             else:
                 columns = op.schema.columns_by_name
                 values = _dumps({n: _to_json(columns[n], v) for n, v in op.values.items()})
@@ -66,6 +79,9 @@ class Batch:
         meta += b',"t":' + str(self.created_at_ms).encode() + b","
         if self.replay_of:
             meta += b'"r":' + _dumps(self.replay_of) + b","
+        if row_tables:
+            names = {t: schema.data_column_order for t, schema in row_tables.items()}
+            meta += b'"c":' + _dumps(names) + b","
         return meta + b'"ops":[' + b",".join(parts) + b"]}"
 
     def summary(self, limit: int = 160) -> str:
@@ -92,28 +108,53 @@ def sign(payload: bytes, secret: bytes) -> bytes:
     return hmac.new(secret, payload, hashlib.sha256).hexdigest().encode()
 
 
-def encode_entry(batch: Batch, secret: bytes | None) -> dict[bytes, bytes]:
-    """The fields of the log entry that carries ``batch``."""
+Secrets = bytes | Sequence[bytes] | None
+
+
+def _as_secrets(secret: Secrets) -> Sequence[bytes]:
+    if secret is None:
+        return ()
+    return (secret,) if isinstance(secret, bytes) else secret
+
+
+def verifies(payload: bytes, signature: bytes | None, secret: Secrets) -> bool:
+    """Whether ``signature`` is ``payload``'s under one of the secrets (any of a rotation)."""
+    if signature is None:
+        return False
+    return any(hmac.compare_digest(signature, sign(payload, s)) for s in _as_secrets(secret))
+
+
+def encode_entry(batch: Batch, secret: Secrets) -> dict[bytes, bytes]:
+    """The fields of the log entry that carries ``batch``, signed with the first secret."""
     payload = batch.encode()
     entry = {PAYLOAD_FIELD: payload}
-    if secret is not None:
-        entry[SIGNATURE_FIELD] = sign(payload, secret)
+    secrets = _as_secrets(secret)
+    if secrets:
+        entry[SIGNATURE_FIELD] = sign(payload, secrets[0])
     return entry
 
 
+def check_signature(where: str, payload: bytes, signature: bytes | None, secret: Secrets) -> None:
+    """Raise ``SignatureError`` unless signing is off or ``signature`` verifies."""
+    if not _as_secrets(secret):
+        return
+    if signature is None:
+        raise SignatureError(f"{where} is not signed and this worker requires signing_secret")
+    if not verifies(payload, signature, secret):
+        raise SignatureError(
+            f"{where} has a wrong signature: signed with a secret this worker does not hold "
+            "(signing_secret differs between producers and this worker, or tampered)"
+        )
+
+
 def decode_entry(
-    engine: Engine, group: str, entry_id: str, fields: dict[bytes, bytes], secret: bytes | None
+    engine: Engine, group: str, entry_id: str, fields: dict[bytes, bytes], secret: Secrets
 ) -> Batch:
     """The batch in a log entry, checked against the signature and the registered schemas."""
     payload = fields.get(PAYLOAD_FIELD)
     if not isinstance(payload, bytes):
         raise MalformedBatchError(f"log entry {entry_id} of group {group!r} has no payload")
-    if secret is not None:
-        signature = fields.get(SIGNATURE_FIELD)
-        if signature is None:
-            raise MalformedBatchError(f"batch {entry_id} is not signed and signing is required")
-        if not hmac.compare_digest(signature, sign(payload, secret)):
-            raise MalformedBatchError(f"batch {entry_id} has a wrong signature (tampered?)")
+    check_signature(f"batch {entry_id}", payload, fields.get(SIGNATURE_FIELD), secret)
     return decode_payload(engine, group, payload, entry_id)
 
 
@@ -128,9 +169,16 @@ def decode_payload(
         raise MalformedBatchError(f"{where}: not JSON ({type(e).__name__}: {e})") from None
     if not isinstance(data, dict):
         raise MalformedBatchError(f"{where}: not a JSON object")
-    if data.get("v") not in READABLE_VERSIONS:
+    version = data.get("v")
+    if version not in READABLE_VERSIONS:
+        if type(version) is int and version > FORMAT_VERSION:
+            raise SchemaLagError(
+                f"{where}: format version {version} is newer than this worker reads "
+                f"{READABLE_VERSIONS} ({SCHEMA_AHEAD})",
+                cause=f"format {version}",
+            )
         raise MalformedBatchError(
-            f"{where}: format version {data.get('v')!r}, this worker reads {READABLE_VERSIONS}"
+            f"{where}: format version {version!r}, this worker reads {READABLE_VERSIONS}"
         )
     if data.get("g") != group:
         raise MalformedBatchError(f"{where}: belongs to group {data.get('g')!r}, not {group!r}")
@@ -141,53 +189,132 @@ def decode_payload(
         raise MalformedBatchError(f"{where}: missing timestamp or operations")
     if replay_of is not None and not isinstance(replay_of, str):
         raise MalformedBatchError(f"{where}: bad replay marker")
+    row_names = data.get("c")
+    if row_names is not None and not isinstance(row_names, dict):
+        raise MalformedBatchError(f"{where}: bad column header")
     pool = engine.async_groups.get(group)
     if pool is None:
         raise MalformedBatchError(f"{where}: group {group!r} is not registered with this worker")
-    ops = [_decode_op(engine, pool, group, where, n, raw) for n, raw in enumerate(raw_ops)]
+    decoder = _OpDecoder(engine, pool, group, where, row_names or {})
+    ops = [decoder.op(n, raw) for n, raw in enumerate(raw_ops)]
     return Batch(group, ops, created, replay_of, entry_id)
 
 
-def _decode_op(engine: Engine, pool: str, group: str, where: str, n: int, raw: Any) -> Operation:
-    if not isinstance(raw, list) or len(raw) != 5:
-        raise MalformedBatchError(f"{where}, operation {n}: not [kind, table, id, values, before]")
-    kind_code, table, entity_id, values, before = raw
-    kind = _KINDS.get(kind_code) if isinstance(kind_code, str) else None
-    if kind is None:
-        raise MalformedBatchError(f"{where}, operation {n}: unknown kind {kind_code!r}")
-    schema = engine.schema_for_table(pool, table) if isinstance(table, str) else None
-    if schema is None or schema.options.async_group != group:
-        raise MalformedBatchError(
-            f"{where}, operation {n}: unknown entity table {table!r} in group {group!r}"
-        )
-    if type(entity_id) is not int or not 0 < entity_id <= _MAX_ID:
-        raise MalformedBatchError(f"{where}, operation {n}: bad id {entity_id!r}")
-    if not isinstance(before, dict):
-        raise MalformedBatchError(f"{where}, operation {n}: 'before' is not an object")
-    if kind is OpKind.INSERT and isinstance(values, list):
-        decoded = _decode_row(schema, values, where, n)
-    elif isinstance(values, dict):
-        decoded = _decode_values(schema, values, where, n)
-        if kind is OpKind.INSERT and decoded.keys() != schema.data_column_names:
-            missing = schema.data_column_names - decoded.keys()
+class _OpDecoder:
+    """Decodes the operations of one batch (the header's column names are checked once)."""
+
+    def __init__(
+        self, engine: Engine, pool: str, group: str, where: str, row_names: dict[str, Any]
+    ) -> None:
+        self.engine = engine
+        self.pool = pool
+        self.group = group
+        self.where = where
+        self.row_names = row_names
+        self._plans: dict[str, tuple[str, ...] | None] = {}
+
+    def op(self, n: int, raw: Any) -> Operation:
+        where = self.where
+        if not isinstance(raw, list) or len(raw) != 5:
             raise MalformedBatchError(
-                f"{where}, operation {n}: INSERT without columns {sorted(missing)}"
+                f"{where}, operation {n}: not [kind, table, id, values, before]"
             )
-    else:
-        raise MalformedBatchError(f"{where}, operation {n}: values are not an object")
-    if kind is OpKind.DELETE and decoded:
-        raise MalformedBatchError(f"{where}, operation {n}: DELETE with values")
-    old = _decode_values(schema, before, where, n) if before else {}
-    return Operation(kind, schema, entity_id, decoded, old)
+        kind_code, table, entity_id, values, before = raw
+        kind = _KINDS.get(kind_code) if isinstance(kind_code, str) else None
+        if kind is None:
+            raise MalformedBatchError(f"{where}, operation {n}: unknown kind {kind_code!r}")
+        if not isinstance(table, str):
+            raise MalformedBatchError(f"{where}, operation {n}: bad table {table!r}")
+        schema = self.engine.schema_for_table(self.pool, table)
+        if schema is None:
+            raise SchemaLagError(
+                f"{where}, operation {n}: table {table!r} is not an entity of group "
+                f"{self.group!r} in this worker ({SCHEMA_AHEAD})",
+                cause=f"table {table}",
+            )
+        if schema.options.async_group != self.group:
+            raise MalformedBatchError(
+                f"{where}, operation {n}: table {table!r} belongs to group "
+                f"{schema.options.async_group!r}, not {self.group!r}",
+                replayable=True,
+            )
+        if type(entity_id) is not int or not 0 < entity_id <= _MAX_ID:
+            raise MalformedBatchError(f"{where}, operation {n}: bad id {entity_id!r}")
+        if not isinstance(before, dict):
+            raise MalformedBatchError(f"{where}, operation {n}: 'before' is not an object")
+        if kind is OpKind.INSERT and isinstance(values, list):
+            decoded = self._row(schema, table, values, n)
+        elif isinstance(values, dict):
+            decoded = _decode_values(schema, values, where, n)
+            if kind is OpKind.INSERT and decoded.keys() != schema.data_column_names:
+                _fill_defaults(schema, decoded, where, n)
+        else:
+            raise MalformedBatchError(f"{where}, operation {n}: values are not an object")
+        if kind is OpKind.DELETE and decoded:
+            raise MalformedBatchError(f"{where}, operation {n}: DELETE with values")
+        old = _decode_values(schema, before, where, n) if before else {}
+        return Operation(kind, schema, entity_id, decoded, old)
+
+    def _row(self, schema: EntitySchema, table: str, row: list[Any], n: int) -> dict[str, Any]:
+        if table not in self._plans:
+            self._plans[table] = self._plan(schema, table)
+        names = self._plans[table]
+        if names is None:
+            return _decode_row(schema, row, self.where, n)
+        if len(row) != len(names):
+            raise MalformedBatchError(
+                f"{self.where}, operation {n}: INSERT row has {len(row)} values, "
+                f"its header names {len(names)} columns"
+            )
+        decoded = _decode_values(schema, dict(zip(names, row, strict=True)), self.where, n)
+        _fill_defaults(schema, decoded, self.where, n)
+        return decoded
+
+    def _plan(self, schema: EntitySchema, table: str) -> tuple[str, ...] | None:
+        """The producer's column names of ``table``'s rows; None when they are this worker's."""
+        raw = self.row_names.get(table)
+        if raw is None:
+            return None  # format 2: the rows are in this worker's column order
+        if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+            raise MalformedBatchError(f"{self.where}: bad column header for {table!r}")
+        names = tuple(raw)
+        if names == schema.data_column_order:
+            return None
+        if len(set(names)) != len(names):
+            raise MalformedBatchError(f"{self.where}: column header of {table!r} repeats a name")
+        return names
+
+
+def _fill_defaults(schema: EntitySchema, values: dict[str, Any], where: str, n: int) -> None:
+    """Give the columns an INSERT lacks (its producer predates them) this worker's default."""
+    for column in schema.data_columns:
+        if column.name in values:
+            continue
+        if column.default is not MISSING:
+            value = column.default
+        elif column.nullable:
+            value = None
+        else:
+            value = column.type.zero
+        if (value is None and not column.nullable) or (
+            column.required and column.default is MISSING
+        ):
+            raise MalformedBatchError(
+                f"{where}, operation {n}: INSERT without column {schema.table}.{column.name}, "
+                "which has no default (the producer predates it)",
+                replayable=True,
+            )
+        values[column.name] = value
 
 
 def _decode_row(schema: EntitySchema, row: list[Any], where: str, n: int) -> dict[str, Any]:
-    """An INSERT's values given as the row in column order (format 2)."""
+    """An INSERT's values given as the row in this worker's column order."""
     columns = schema.data_columns
     if len(row) != len(columns):
         raise MalformedBatchError(
             f"{where}, operation {n}: INSERT row has {len(row)} values, "
-            f"{schema.table} has {len(columns)} columns"
+            f"{schema.table} has {len(columns)} columns",
+            replayable=True,
         )
     result: dict[str, Any] = {}
     for column, value in zip(columns, row, strict=True):
@@ -200,8 +327,10 @@ def _decode_values(schema: EntitySchema, raw: dict[str, Any], where: str, n: int
     for name, value in raw.items():
         column = schema.columns_by_name.get(name) if isinstance(name, str) else None
         if column is None or name == "id":
-            raise MalformedBatchError(
-                f"{where}, operation {n}: unknown column {schema.table}.{name}"
+            raise SchemaLagError(
+                f"{where}, operation {n}: column {schema.table}.{name} is unknown to this "
+                f"worker's {schema.name} ({SCHEMA_AHEAD})",
+                cause=f"column {schema.table}.{name}",
             )
         result[name] = _decode_value(schema, column, value, where, n)
     return result
@@ -211,12 +340,14 @@ def _decode_value(schema: EntitySchema, column: Any, value: Any, where: str, n: 
     if value is None:
         if not column.nullable:
             raise MalformedBatchError(
-                f"{where}, operation {n}: NULL for NOT NULL column {column.name}"
+                f"{where}, operation {n}: NULL for NOT NULL column {column.name}",
+                replayable=True,
             )
         return None
     try:
         return column.type.validate(column.type.from_json(value))
     except (InvalidValue, ValueError, TypeError, AttributeError, ArithmeticError) as e:
         raise MalformedBatchError(
-            f"{where}, operation {n}: bad value for {schema.table}.{column.name}: {e}"
+            f"{where}, operation {n}: bad value for {schema.table}.{column.name}: {e}",
+            replayable=True,
         ) from None

@@ -17,9 +17,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from beeorm_celery.asyncflush.batch import Batch, decode_payload, encode_entry
+from beeorm_celery.asyncflush.batch import Batch, check_signature, decode_payload, encode_entry
 from beeorm_celery.asyncflush.log import log_client
-from beeorm_celery.errors import AsyncFlushError, DeadLetterNotFoundError, MalformedBatchError
+from beeorm_celery.errors import (
+    AsyncFlushError,
+    DeadLetterNotFoundError,
+    MalformedBatchError,
+    SchemaLagError,
+    SignatureError,
+)
 
 if TYPE_CHECKING:
     from beeorm_celery.engine import Engine
@@ -33,7 +39,12 @@ class DeadLetter:
 
     ``id`` is ``"<group>/<batch id>"``; ``sql`` the batch's statements rendered (what would run);
     ``failing_statement`` the one MySQL refused; ``error_code`` the MySQL code (None for a
-    malformed batch); ``failed_at`` / ``first_failed_at`` UTC datetimes.
+    batch that could not be decoded); ``failed_at`` / ``first_failed_at`` UTC datetimes.
+    ``malformed``: the bytes are unreadable, the dead letter can only be removed. ``cause``:
+    why a readable batch was not applied where an operator fixes it outside the data:
+    ``"schema_lag"`` (upgrade workers / run update_schema, then retry), ``"signature"`` (fix
+    the secret, then retry: the kept ``signature`` must verify), ``"decode"`` (this worker
+    refused a value or a missing column), ``"packet"`` (raise max_allowed_packet), or None.
     """
 
     id: str
@@ -49,6 +60,8 @@ class DeadLetter:
     malformed: bool = False
     replay_of: str | None = None
     payload: bytes = field(default=b"", repr=False)
+    cause: str | None = None
+    signature: bytes | None = field(default=None, repr=False)
 
     def to_json(self) -> bytes:
         data = {
@@ -64,6 +77,8 @@ class DeadLetter:
             "malformed": self.malformed,
             "replay_of": self.replay_of,
             "payload": base64.b64encode(self.payload).decode(),
+            "cause": self.cause,
+            "signature": self.signature.decode() if self.signature else None,
         }
         return json.dumps(data, ensure_ascii=False).encode()
 
@@ -84,7 +99,18 @@ class DeadLetter:
             malformed=bool(data.get("malformed")),
             replay_of=data.get("replay_of"),
             payload=base64.b64decode(data.get("payload", "")),
+            cause=data.get("cause"),
+            signature=data["signature"].encode() if data.get("signature") else None,
         )
+
+
+def dead_letter_cause(error: MalformedBatchError) -> str | None:
+    """The ``DeadLetter.cause`` of a batch that could not be decoded (None: unreadable)."""
+    if isinstance(error, SignatureError):
+        return "signature"
+    if isinstance(error, SchemaLagError):
+        return "schema_lag"
+    return "decode" if error.replayable else None
 
 
 def _text(value: Any) -> str:
@@ -143,25 +169,15 @@ class DeadLetters:
     def retry(self, dead_letter_id: str) -> str:
         """Queue the batch again, at the end of its group; returns the new batch id.
 
-        Fix the cause first (the conflicting row, the missing column...). A malformed batch
-        cannot be replayed: remove it.
+        Fix the cause first (the conflicting row, the missing column or worker upgrade, the
+        secret...). Only a batch whose bytes cannot be read is refused: remove it.
         """
         dead = self.get(dead_letter_id)
-        if dead.malformed:
-            raise AsyncFlushError(
-                f"dead letter {dead.id} is a malformed batch ({dead.error}); it cannot be "
-                "replayed, only removed"
-            )
-        try:
-            batch = decode_payload(self.engine, dead.group, dead.payload, dead.batch_id)
-        except MalformedBatchError as e:
-            raise AsyncFlushError(
-                f"dead letter {dead.id} no longer matches the registered entities: {e}"
-            ) from e
+        batch = self._replayable(dead)
         replay = Batch(dead.group, batch.operations, int(time.time() * 1000), dead.id)
         settings = self.engine.async_settings
         pipe = self.client.pipeline(transaction=True)
-        pipe.xadd(self.keys.log(dead.group), encode_entry(replay, settings.secret_bytes))  # type: ignore[arg-type]
+        pipe.xadd(self.keys.log(dead.group), encode_entry(replay, settings.secrets))  # type: ignore[arg-type]
         pipe.set(self.keys.epoch(dead.group), uuid.uuid4().hex, nx=True)
         pipe.set(
             self.keys.trigger(dead.group), b"1", nx=True, px=int(settings.trigger_ttl_s * 1000)
@@ -175,6 +191,37 @@ class DeadLetters:
             queued = Batch(dead.group, replay.operations, replay.created_at_ms, dead.id, new_id)
             publisher.publish(dead.group, new_id, "replay " + queued.summary())
         return new_id
+
+    def _replayable(self, dead: DeadLetter) -> Batch:
+        """The batch ``dead`` replays, or ``AsyncFlushError`` saying why it cannot (yet)."""
+        settings = self.engine.async_settings
+        if dead.cause == "signature":
+            try:
+                check_signature(
+                    f"dead letter {dead.id}", dead.payload, dead.signature, settings.secrets
+                )
+            except SignatureError as e:
+                raise AsyncFlushError(
+                    f"{e}; set the secret that signed it in signing_secret (a list keeps old "
+                    "ones), then retry"
+                ) from e
+        elif dead.malformed and ("signature" in dead.error or "not signed" in dead.error):
+            # recorded before signatures were kept: nothing left to verify it with
+            raise AsyncFlushError(
+                f"dead letter {dead.id} failed its signature check ({dead.error}); it cannot be "
+                "replayed, only removed"
+            )
+        try:
+            return decode_payload(self.engine, dead.group, dead.payload, dead.batch_id)
+        except MalformedBatchError as e:
+            if dead.malformed and not e.replayable:
+                raise AsyncFlushError(
+                    f"dead letter {dead.id} is a malformed batch ({dead.error}); it cannot be "
+                    "replayed, only removed"
+                ) from e
+            raise AsyncFlushError(
+                f"dead letter {dead.id} does not match this process's entities yet: {e}"
+            ) from e
 
     def retry_all(self, group: str | None = None) -> int:
         """Replay every replayable dead letter (of ``group``); returns how many.

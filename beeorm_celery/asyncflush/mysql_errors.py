@@ -2,7 +2,10 @@
 
 Temporary: trying the same batch again later can succeed (a lock, the server, an operator).
 Permanent: the same statements will fail again whatever happens (the data or schema is wrong).
+Schema lag: the table or a column is missing in MySQL (update_schema() has not run yet): waits
+like a temporary error up to a configured age, then dead-lettered replayably (law 13).
 Unknown: neither list; retried like a temporary error until a configured age, then dead-lettered.
+Packet: the statement was too large for the server's max_allowed_packet; it is split (law 14).
 BeeORM's docs call 1031 "disk full"; 1031 is ER_ILLEGAL_HA (the engine can't do that), and
 disk full is 1021 (ER_DISK_FULL), so 1021 is here and 1031 is left to "unknown".
 """
@@ -18,6 +21,7 @@ import redis
 class ErrorClass(StrEnum):
     TEMPORARY = "temporary"
     PERMANENT = "permanent"
+    SCHEMA_LAG = "schema_lag"
     UNKNOWN = "unknown"
 
 
@@ -53,9 +57,7 @@ PERMANENT_CODES = frozenset(
         1022,  # ER_DUP_KEY
         1062,  # ER_DUP_ENTRY
         1048,  # ER_BAD_NULL_ERROR
-        1054,  # ER_BAD_FIELD_ERROR: unknown column
         1064,  # ER_PARSE_ERROR
-        1146,  # ER_NO_SUCH_TABLE
         1051,  # ER_BAD_TABLE_ERROR
         1049,  # ER_BAD_DB_ERROR
         1264,  # ER_WARN_DATA_OUT_OF_RANGE
@@ -64,10 +66,40 @@ PERMANENT_CODES = frozenset(
         1406,  # ER_DATA_TOO_LONG
         1451,  # ER_ROW_IS_REFERENCED_2 (foreign key)
         1452,  # ER_NO_REFERENCED_ROW_2 (foreign key)
-        1153,  # ER_NET_PACKET_TOO_LARGE
+        1153,  # ER_NET_PACKET_TOO_LARGE (after a large statement: split first, see is_packet_error)
+        1301,  # ER_WARN_ALLOWED_PACKET_OVERFLOWED (likewise)
         3140,  # ER_INVALID_JSON_TEXT
     }
 )
+
+
+SCHEMA_LAG_CODES = frozenset(
+    {
+        1054,  # ER_BAD_FIELD_ERROR: unknown column (the migration is coming)
+        1146,  # ER_NO_SUCH_TABLE (likewise)
+    }
+)
+
+# The server refuses a packet larger than max_allowed_packet with 1153 and closes the
+# connection, which the client often sees first, while still sending, as a lost link.
+PACKET_CODES = frozenset({1153, 1301})
+LINK_LOST_CODES = frozenset({2006, 2013, 2055})
+# A lost link right after a statement this large is taken for a size refusal: the statement is
+# split and tried again (a split costs little; retrying the same bytes would fail for ever).
+PACKET_SUSPECT_BYTES = 1024 * 1024
+
+
+def is_packet_error(error: BaseException, statement_bytes: int) -> bool:
+    """Whether ``error``, raised by a statement of ``statement_bytes``, means "too large"."""
+    code = error_code(error)
+    if code in PACKET_CODES:
+        return True
+    if statement_bytes < PACKET_SUSPECT_BYTES:
+        return False
+    if code in LINK_LOST_CODES:
+        return True
+    # PyMySQL reports a socket broken while sending as an OperationalError without a code.
+    return code is None and isinstance(error, pymysql.err.OperationalError | BrokenPipeError)
 
 
 def error_code(error: BaseException) -> int | None:
@@ -95,4 +127,6 @@ def classify(error: BaseException) -> ErrorClass:
         return ErrorClass.TEMPORARY
     if code in PERMANENT_CODES:
         return ErrorClass.PERMANENT
+    if code in SCHEMA_LAG_CODES:
+        return ErrorClass.SCHEMA_LAG
     return ErrorClass.UNKNOWN

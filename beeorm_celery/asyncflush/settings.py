@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from beeorm_celery.errors import ConfigError
@@ -22,6 +22,10 @@ DEFAULT_DEAD_LETTER_MAX_AGE_S = 30 * 24 * 3600.0
 DEFAULT_LOCK_WAIT_TIMEOUT_S = 10
 DEFAULT_SWEEP_INTERVAL_S = 10.0
 DEFAULT_SWEEP_MIN_AGE_S = 5.0
+DEFAULT_SCHEMA_LAG_DEAD_LETTER_AFTER_S = 1800.0
+DEFAULT_BAD_SIGNATURE_DEAD_LETTER_AFTER_S = 1800.0
+DEFAULT_MAX_STATEMENT_BYTES = 8 * 1024 * 1024
+DEFAULT_MAX_TRANSACTION_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -29,8 +33,12 @@ class AsyncFlushSettings:
     """How batches are queued and applied. Pass to ``Registry(async_flush=...)``.
 
     signing_secret
-        When set, every batch is signed (HMAC-SHA256) and a worker refuses (dead-letters) a
-        batch whose signature is missing or wrong. Producers and workers need the same secret.
+        When set, every batch is signed (HMAC-SHA256) and a worker refuses a batch whose
+        signature is missing or verifies with none of its secrets: the group holds (ERROR on
+        every attempt) up to ``bad_signature_dead_letter_after_s``, then the batch becomes a
+        dead letter that replays once a worker holds the right secret. A list rotates secrets:
+        batches are signed with the first, and any of them verifies (deploy the new secret
+        second everywhere, then first, then drop the old one).
     trigger_ttl_s
         Life of the "a task is on its way" flag. A task lost with its message heals after this
         long at the latest (the periodic sweep usually sooner).
@@ -67,9 +75,21 @@ class AsyncFlushSettings:
         ``{group: limit}``; None, the default: no limit). A ``flush_async()`` that would add to a
         group already holding that many raises ``BacklogFullError``, and nothing of it is queued
         or cached. Bounds the Redis memory a long MySQL outage can fill.
+    schema_lag_dead_letter_after_s
+        A batch naming a table, column or batch format this worker does not know, or that
+        MySQL's table lacks (errors 1054, 1146), waits at the head of its group ("schema ahead:
+        upgrade workers / run update_schema") up to this long (default 30 minutes), then it is
+        dead-lettered replayably; later batches failing for the same reason do not wait again.
+    bad_signature_dead_letter_after_s
+        The same for a batch whose signature does not verify (default 30 minutes).
+    max_statement_bytes
+        A multi-row INSERT is cut before it grows past this, or past the server's
+        ``max_allowed_packet`` (read once per pool) less a margin, whichever is smaller.
+    max_transaction_bytes
+        A transaction takes batches up to about this many bytes of queued payload.
     """
 
-    signing_secret: str | bytes | None = None
+    signing_secret: str | bytes | Sequence[str | bytes] | None = None
     trigger_ttl_s: float = DEFAULT_TRIGGER_TTL_S
     max_batches_per_transaction: int = DEFAULT_MAX_BATCHES_PER_TRANSACTION
     max_operations_per_transaction: int = DEFAULT_MAX_OPERATIONS_PER_TRANSACTION
@@ -86,6 +106,10 @@ class AsyncFlushSettings:
     sweep_interval_s: float = DEFAULT_SWEEP_INTERVAL_S
     sweep_min_age_s: float = DEFAULT_SWEEP_MIN_AGE_S
     max_pending_batches: int | Mapping[str, int] | None = None
+    schema_lag_dead_letter_after_s: float = DEFAULT_SCHEMA_LAG_DEAD_LETTER_AFTER_S
+    bad_signature_dead_letter_after_s: float = DEFAULT_BAD_SIGNATURE_DEAD_LETTER_AFTER_S
+    max_statement_bytes: int = DEFAULT_MAX_STATEMENT_BYTES
+    max_transaction_bytes: int = DEFAULT_MAX_TRANSACTION_BYTES
 
     def __post_init__(self) -> None:
         limits = self.max_pending_batches
@@ -107,9 +131,16 @@ class AsyncFlushSettings:
         return limits
 
     @property
+    def secrets(self) -> tuple[bytes, ...]:
+        """Every accepted signing secret, the one that signs first (empty: no signing)."""
+        value = self.signing_secret
+        if value is None:
+            return ()
+        items = [value] if isinstance(value, str | bytes) else list(value)
+        return tuple(s.encode() if isinstance(s, str) else bytes(s) for s in items)
+
+    @property
     def secret_bytes(self) -> bytes | None:
-        if self.signing_secret is None:
-            return None
-        if isinstance(self.signing_secret, str):
-            return self.signing_secret.encode()
-        return self.signing_secret
+        """The secret that signs new batches (the first of the list), or None."""
+        secrets = self.secrets
+        return secrets[0] if secrets else None
