@@ -5,7 +5,9 @@ look at it; an item that is not a kombu message (random bytes, other JSON) raise
 consumer loop and the whole worker exits ("Unrecoverable error: JSONDecodeError", celery#4308,
 kombu#2421). This transport checks every popped item first: one it cannot deliver is moved to the
 ``beeorm.poison`` list of the broker (kept, capped, for an operator to read) and the worker goes
-on. ``install()`` selects it for Redis brokers (``broker_transport``); everything else is kombu's.
+on. A queue key that is not a list at all is moved aside (``broker_garbage``) instead of letting
+``WRONGTYPE`` end the consumer loop. ``install()`` selects it for Redis brokers
+(``broker_transport``); everything else is kombu's.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ import logging
 import time
 from typing import Any
 
+import redis
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
+
+from beeorm_celery.broker_garbage import is_wrong_type, set_aside
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +63,11 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
             except self.connection_errors:
                 self.client.connection.disconnect()  # reconnect on the next round
                 raise
+            except redis.ResponseError as e:
+                if not is_wrong_type(e):
+                    raise
+                self._set_aside_wrong_types()
+                raise kombu_redis.Empty() from None
             if not popped:
                 raise kombu_redis.Empty()
             dest, item = popped
@@ -74,10 +84,27 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
             if flush is not None:
                 flush()
 
+    def _set_aside_wrong_types(self) -> None:
+        prefix = self.global_keyprefix or ""
+        keys = [
+            prefix + self._q_for_pri(queue, pri)
+            for queue in self.active_queues
+            for pri in self.priority_steps
+        ]
+        with self.conn_or_acquire() as client:
+            if not set_aside(client, keys):
+                time.sleep(1.0)  # nothing could be moved: do not spin on the same error
+
     def _get(self, queue: str) -> Any:
         with self.conn_or_acquire() as client:
             for pri in self.priority_steps:
-                item = client.rpop(self._q_for_pri(queue, pri))
+                try:
+                    item = client.rpop(self._q_for_pri(queue, pri))
+                except redis.ResponseError as e:
+                    if not is_wrong_type(e):
+                        raise
+                    self._set_aside_wrong_types()
+                    continue
                 if item:
                     self._maybe_update_queues_expire(client, queue)
                     payload = self._decode_or_quarantine(queue, item)
