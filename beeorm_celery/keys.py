@@ -20,6 +20,7 @@ key                                    type        holds
 ``bo:{g:catalog}:dead:at``             zset        batch id scored by failure time
 ``bo:{g:catalog}:fail``                hash        head batch's failure record (attempts...)
 ``bo:{g:catalog}:holds``               hash        cause -> time its wait ran out (schema lag...)
+``bo:{g:catalog}:counters``            hash        running totals for metrics (retries)
 =====================================  ==========  ==========================================
 
 ``<layout>`` is a hash of the table's columns: a schema change starts a fresh entity cache.
@@ -96,6 +97,9 @@ class Keys:
 
     def expired_holds(self, group: str) -> str:
         return self.group(group, "holds")
+
+    def counters(self, group: str) -> str:
+        return self.group(group, "counters")
 
 
 def _plain(value: Any) -> Any:

@@ -437,6 +437,7 @@ class Applier:
                     self.log.record_failure(head, code, message)
             hold = self.settings.trigger_ttl_s + self.settings.retry_backoff_max_s
             self.log.hold_trigger(hold)
+            self.log.count_retry()
         except redis.RedisError:
             logger.warning(
                 "async group %r: Redis unreachable while recording a failure", self.group

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from beeorm_celery.schema import EntitySchema
 
 Entry = tuple[str, dict[bytes, bytes]]
+# field of the group's counters hash (Keys.counters) that counts temporary errors retried
+RETRIES_FIELD = "retries"
 
 
 def parse_id(entry_id: str) -> tuple[int, int]:
@@ -71,6 +73,7 @@ class GroupLog:
         self.epoch_key = keys.epoch(group)
         self.trigger_key = keys.trigger(group)
         self.failure_key = keys.head_failure(group)
+        self.counters_key = keys.counters(group)
         self.trigger_ttl_ms = int(engine.async_settings.trigger_ttl_s * 1000)
 
     # --- reading
@@ -189,6 +192,10 @@ class GroupLog:
 
     def clear_failure(self) -> None:
         self.client.delete(self.failure_key)
+
+    def count_retry(self) -> None:
+        """One more temporary error retried (``beeorm_async_retries_total``)."""
+        self.client.hincrby(self.counters_key, RETRIES_FIELD, 1)
 
 
 def _text(value: Any) -> str:

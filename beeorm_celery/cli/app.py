@@ -10,6 +10,7 @@ import redis
 
 from beeorm_celery.cli.consume import consume
 from beeorm_celery.cli.dead import dead
+from beeorm_celery.cli.metrics import metrics
 from beeorm_celery.cli.state import (
     EXIT_CODES_HELP,
     CliState,
@@ -71,6 +72,7 @@ def cli(ctx: click.Context, engine_spec: str | None) -> None:
       beeorm-celery --engine myapp.orm:engine dead list
       beeorm-celery --engine myapp.orm:engine dead show catalog/1700000000000-0
       beeorm-celery --engine myapp.orm:engine consume --block
+      beeorm-celery --engine myapp.orm:engine metrics --port 9464
     """
     if isinstance(ctx.obj, Engine):
         # embedded: the caller passed its engine (cli.main(obj=engine)) and keeps owning it
@@ -82,3 +84,4 @@ def cli(ctx: click.Context, engine_spec: str | None) -> None:
 cli.add_command(stats)
 cli.add_command(dead)
 cli.add_command(consume)
+cli.add_command(metrics)
