@@ -22,18 +22,14 @@ if TYPE_CHECKING:
 
 def encode_row(schema: EntitySchema, values: dict[str, Any]) -> bytes:
     """A row as a JSON list in column order (without id, which is in the key)."""
-    row = []
-    for column in schema.data_columns:
-        value = values[column.name]
-        row.append(None if value is None else column.type.to_json(value))
-    return orjson.dumps(row)
+    return schema.row_codec.encode(values)
 
 
 def encoded_row(op: Operation) -> bytes:
     """``encode_row`` of the row after ``op``, made once per operation and then reused."""
     if op.json_row is None:
         assert op.full is not None
-        op.json_row = encode_row(op.schema, op.full)
+        op.json_row = op.schema.row_codec.encode(op.full)
     return op.json_row
 
 

@@ -7,9 +7,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from beeorm_celery.columns import InvalidValue
 from beeorm_celery.entity import Entity, field_values
-from beeorm_celery.errors import ValidationError
 from beeorm_celery.failures import reading
 from beeorm_celery.operations import Operation, OpKind, keyed_columns
 from beeorm_celery.reads import Reader
@@ -23,9 +21,10 @@ if TYPE_CHECKING:
 E = TypeVar("E", bound=Entity)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Tracked:
     kind: OpKind
+    schema: EntitySchema
     entity: Entity  # the object the user changes (a copy, for edits)
     original: Entity | None  # for edits and deletes: the object it was copied from
     before: dict[str, Any]  # column values when tracking started (edits, deletes)
@@ -60,7 +59,9 @@ class Context:
         with reading(f"reserving an id for a new {schema.name}", schema.options.mysql_pool):
             state["id"] = self.engine.ids.next_id(schema)
         state["_bo_editable"] = True
-        self._tracked[(schema.table, state["id"])] = _Tracked(OpKind.INSERT, entity, None, {})
+        self._tracked[(schema.table, state["id"])] = _Tracked(
+            OpKind.INSERT, schema, entity, None, {}
+        )
         return entity
 
     def edit(self, entity: E) -> E:
@@ -74,7 +75,7 @@ class Context:
         before = field_values(entity)
         copy.__dict__.update(before)
         copy.__dict__["_bo_editable"] = True
-        self._tracked[key] = _Tracked(OpKind.UPDATE, copy, entity, before)
+        self._tracked[key] = _Tracked(OpKind.UPDATE, schema, copy, entity, before)
         return copy
 
     def delete(self, entity: Entity) -> None:
@@ -90,7 +91,7 @@ class Context:
             before = tracked.before
         else:
             original, before = entity, field_values(entity)
-        self._tracked[key] = _Tracked(OpKind.DELETE, original, original, before)
+        self._tracked[key] = _Tracked(OpKind.DELETE, schema, original, original, before)
 
     def clear(self) -> None:
         """Forget everything tracked and not flushed."""
@@ -131,14 +132,16 @@ class Context:
     def _operations(self) -> list[Operation]:
         ops: list[Operation] = []
         for tracked in self._tracked.values():
-            schema = self.engine.schema(type(tracked.entity))
+            schema = tracked.schema
             if tracked.kind is OpKind.DELETE:
                 before = {c: tracked.before.get(c) for c in keyed_columns(schema)}
                 ops.append(Operation(OpKind.DELETE, schema, tracked.entity.id, {}, before))
                 continue
-            full = _validated(schema, tracked.entity)
+            full, json_row = _validated(schema, tracked.entity)
             if tracked.kind is OpKind.INSERT:
-                ops.append(Operation(OpKind.INSERT, schema, tracked.entity.id, full, {}, full))
+                ops.append(
+                    Operation(OpKind.INSERT, schema, tracked.entity.id, full, {}, full, json_row)
+                )
                 continue
             changed = {
                 name: value
@@ -148,7 +151,9 @@ class Context:
             if not changed:
                 continue
             before = {c: tracked.before.get(c) for c in keyed_columns(schema)}
-            ops.append(Operation(OpKind.UPDATE, schema, tracked.entity.id, changed, before, full))
+            ops.append(
+                Operation(OpKind.UPDATE, schema, tracked.entity.id, changed, before, full, json_row)
+            )
         return ops
 
     def _done(self) -> None:
@@ -272,26 +277,7 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def _validated(schema: EntitySchema, entity: Entity) -> dict[str, Any]:
-    """Every data column's value as it will be stored, or ValidationError for the first bad one."""
-    state = entity.__dict__
-    result: dict[str, Any] = {}
-    for column in schema.data_columns:
-        value = state.get(column.name)
-        if value is None:
-            if not column.nullable:
-                reason = (
-                    "is required" if column.required else "cannot be None (the column is NOT NULL)"
-                )
-                raise ValidationError(schema.name, column.name, reason, entity.id)
-            result[column.name] = None
-            continue
-        try:
-            value = column.type.validate(value)
-        except InvalidValue as e:
-            raise ValidationError(schema.name, column.name, str(e), entity.id) from None
-        if column.required and value in ("", b""):
-            raise ValidationError(schema.name, column.name, "is required (empty)", entity.id)
-        result[column.name] = value
-        state[column.name] = value  # the stored form (an id becomes a Reference, ...)
-    return result
+def _validated(schema: EntitySchema, entity: Entity) -> tuple[dict[str, Any], bytes]:
+    """Every data column's value as it will be stored, and the row as the cache's JSON, or
+    ValidationError for the first bad value (compiled per schema: see rowcodec.py)."""
+    return schema.row_codec.validate(entity)

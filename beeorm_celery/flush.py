@@ -130,6 +130,8 @@ def write_redis_caches(
 
 
 def update_local_caches(engine: Engine, ops: Sequence[Operation]) -> None:
+    if not engine.local_caches:
+        return
     for op in ops:
         local = engine.local_cache(op.schema)
         if local is None:

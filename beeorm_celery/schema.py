@@ -32,6 +32,7 @@ from beeorm_celery.columns import (
 from beeorm_celery.defaults import DEFAULT_DECIMAL_PRECISION, DEFAULT_DECIMAL_SCALE
 from beeorm_celery.entity import MISSING, Entity, EntityOptions, FieldSpec, Reference
 from beeorm_celery.errors import ConfigError
+from beeorm_celery.rowcodec import RowCodec
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 SUPPORTED_TYPES = (
@@ -71,6 +72,7 @@ class EntitySchema:
     options: EntityOptions
     columns: list[Column]
     indexes: dict[str, Index]
+    table: str = field(init=False)  # options.table, read on every operation
     columns_by_name: dict[str, Column] = field(init=False)
     layout_hash: str = field(init=False)
     data_columns: list[Column] = field(init=False)  # every column but ``id``
@@ -79,8 +81,10 @@ class EntitySchema:
     cached_references: list[Column] = field(init=False)
     data_column_names: frozenset[str] = field(init=False)  # what an INSERT carries
     data_column_order: tuple[str, ...] = field(init=False)  # ... in the order of its JSON row
+    row_codec: RowCodec = field(init=False, repr=False, compare=False)  # compiled per schema
 
     def __post_init__(self) -> None:
+        self.table = self.options.table
         self.columns_by_name = {c.name: c for c in self.columns}
         layout = "|".join(
             [self.table] + [f"{c.name}:{c.type.sql_type()}:{c.nullable}" for c in self.columns]
@@ -93,14 +97,11 @@ class EntitySchema:
         self.cached_references = [c for c in self.references if c.cached]
         self.data_column_names = frozenset(c.name for c in self.data_columns)
         self.data_column_order = tuple(c.name for c in self.data_columns)
+        self.row_codec = RowCodec(self)
 
     @property
     def name(self) -> str:
         return self.entity.__name__
-
-    @property
-    def table(self) -> str:
-        return self.options.table
 
     def default_values(self) -> dict[str, Any]:
         values: dict[str, Any] = {}

@@ -45,6 +45,7 @@ SIGNATURE_FIELD = b"s"
 _KINDS = {k.value: k for k in OpKind}
 _dumps = orjson.dumps
 SCHEMA_AHEAD = "schema ahead: upgrade workers / run update_schema"
+_Fragment = orjson.Fragment  # already-encoded JSON, placed as is
 
 
 @dataclass(frozen=True)
@@ -56,33 +57,27 @@ class Batch:
     id: str | None = field(default=None, compare=False)  # the log entry id, once queued
 
     def encode(self) -> bytes:
-        """The batch as JSON bytes, joined from pieces: an INSERT's row is the encoding the
-        entity cache stores, made once per flush (``Operation.encoded_row``)."""
-        parts: list[bytes] = []
+        """The batch as JSON bytes, in one ``orjson.dumps``: an INSERT's row goes in as the
+        encoding the entity cache stores, made once per flush (``cache.encoded_row``), and the
+        batch names the columns of every table whose rows it carries (``c``)."""
+        ops: list[tuple[str, str, int, Any, dict[str, Any]]] = []
         row_tables: dict[str, EntitySchema] = {}
         for op in self.operations:
-            head = b'["' + op.kind.value.encode() + b'",' + _dumps(op.table)
-            head += b"," + str(op.id).encode() + b","
+            codec = op.schema.row_codec
             if op.kind is OpKind.INSERT and op.full is not None:
-                values = encoded_row(op)
+                values: Any = _Fragment(encoded_row(op))
                 row_tables[op.table] = op.schema
             else:
-                columns = op.schema.columns_by_name
-                values = _dumps({n: _to_json(columns[n], v) for n, v in op.values.items()})
-            if op.before:
-                columns = op.schema.columns_by_name
-                before = _dumps({n: _to_json(columns[n], v) for n, v in op.before.items()})
-            else:
-                before = b"{}"
-            parts.append(head + values + b"," + before + b"]")
-        meta = b'{"v":' + str(FORMAT_VERSION).encode() + b',"g":' + _dumps(self.group)
-        meta += b',"t":' + str(self.created_at_ms).encode() + b","
+                values = codec.json_values(op.values)
+            before = codec.json_values(op.before) if op.before else {}
+            ops.append((op.kind.value, op.table, op.id, values, before))
+        data: dict[str, Any] = {"v": FORMAT_VERSION, "g": self.group, "t": self.created_at_ms}
         if self.replay_of:
-            meta += b'"r":' + _dumps(self.replay_of) + b","
+            data["r"] = self.replay_of
         if row_tables:
-            names = {t: schema.data_column_order for t, schema in row_tables.items()}
-            meta += b'"c":' + _dumps(names) + b","
-        return meta + b'"ops":[' + b",".join(parts) + b"]}"
+            data["c"] = {t: schema.data_column_order for t, schema in row_tables.items()}
+        data["ops"] = ops
+        return _dumps(data)
 
     def summary(self, limit: int = 160) -> str:
         """A short text for Flower: ``catalog#1699-0: INSERT category 1, UPDATE product 7``."""
@@ -98,10 +93,6 @@ class Batch:
                 parts.append(f"{verb} {table} x{len(ids)} ({min(ids)}..{max(ids)})")
         text = f"{self.group}#{self.id or '?'}: " + ", ".join(parts)
         return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _to_json(column: Any, value: Any) -> Any:
-    return None if value is None else column.type.to_json(value)
 
 
 def sign(payload: bytes, secret: bytes) -> bytes:

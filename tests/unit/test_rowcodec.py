@@ -1,0 +1,166 @@
+"""The compiled row codec decides exactly what the column types decide (no services).
+
+The oracle is the per-value path the codec replaced: ``ColumnType.validate`` and ``to_json``
+for every column, with the NOT NULL and required rules. For any values (valid, invalid, of the
+wrong type, subclasses, edge sizes) the codec must give the same stored values, the same JSON
+row, the same values written back on the entity, or a ValidationError naming the same field
+with the same reason.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from beeorm_celery import Entity, Field, Reference
+from beeorm_celery.columns import InvalidValue
+from beeorm_celery.errors import ValidationError
+from beeorm_celery.schema import EntitySchema, build_schema
+
+
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Target(Entity, table="codec_target"):
+    label: str = ""
+
+
+class Wide(Entity, table="codec_wide"):
+    name: str = Field(max_length=5, required=True)
+    note: str | None = None  # TEXT, nullable
+    count: int = 0
+    maybe: int | None = None
+    flag: bool = False
+    ratio: float = 0.0
+    price: Decimal = Field(precision=6, scale=2, default=Decimal("0.00"))
+    blob: bytes = Field(max_length=4, default=b"")
+    day: date | None = None
+    at: datetime | None = None
+    color: Color = Color.RED
+    owner: Reference[Target] | None = None
+    code: bytes = Field(max_length=3, required=True)
+
+
+SCHEMA = build_schema(Wide, {"Target": Target, "Color": Color})
+
+
+class Other(int):
+    """An int subclass: validate converts it, so the codec must not pass it through."""
+
+
+class Naive(datetime):
+    """A datetime subclass: the codec's exact-type check must send it to validate."""
+
+
+ANY_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**64), max_value=2**64),
+    st.integers(min_value=-5, max_value=5).map(Other),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.decimals(allow_nan=True, allow_infinity=True, places=None),
+    st.decimals(min_value=-10_000, max_value=10_000, places=3),
+    st.text(max_size=8),
+    st.text(alphabet=st.characters(codec="ascii"), max_size=8),
+    st.sampled_from(["", "abc", "héllo", "\ud800", "x" * 70_000]),
+    st.binary(max_size=6),
+    st.sampled_from([b"", bytearray(b"ab"), memoryview(b"abc")]),
+    st.dates(),
+    st.datetimes(),
+    st.datetimes().map(lambda d: d.replace(tzinfo=UTC)),
+    st.datetimes().map(
+        lambda d: Naive(d.year, d.month, d.day, d.hour, d.minute, d.second, d.microsecond)
+    ),
+    st.sampled_from([*Color, "red", "green", 3]),
+    st.integers(min_value=-1, max_value=2**64).map(lambda i: Reference(Target, i)),
+    st.sampled_from([Reference(Wide, 1)]),
+)
+
+
+def _oracle(schema: EntitySchema, entity: Entity) -> tuple[dict[str, Any], bytes]:
+    """The per-value path the codec replaced, verbatim in behaviour."""
+    state = entity.__dict__
+    result: dict[str, Any] = {}
+    row: list[Any] = []
+    for column in schema.data_columns:
+        value = state.get(column.name)
+        if value is None:
+            if not column.nullable:
+                reason = (
+                    "is required" if column.required else "cannot be None (the column is NOT NULL)"
+                )
+                raise ValidationError(schema.name, column.name, reason, entity.id)
+            result[column.name] = None
+            row.append(None)
+            continue
+        try:
+            value = column.type.validate(value)
+        except InvalidValue as e:
+            raise ValidationError(schema.name, column.name, str(e), entity.id) from None
+        if column.required and value in ("", b""):
+            raise ValidationError(schema.name, column.name, "is required (empty)", entity.id)
+        result[column.name] = value
+        state[column.name] = value
+        row.append(column.type.to_json(value))
+    return result, orjson.dumps(row)
+
+
+def _entity(values: dict[str, Any]) -> Wide:
+    entity = Wide.__new__(Wide)
+    entity.__dict__.update(SCHEMA.default_values())
+    entity.__dict__.update(code=b"c", name="n")
+    entity.__dict__.update(values)
+    entity.__dict__["id"] = 7
+    return entity
+
+
+def _outcome(run: Any, entity: Wide) -> tuple[str, Any]:
+    try:
+        return "ok", run(entity)
+    except ValidationError as e:
+        return "error", (e.field, e.reason, e.entity_id)
+
+
+@settings(
+    max_examples=600,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(st.dictionaries(st.sampled_from(sorted(SCHEMA.data_column_names)), ANY_VALUE, max_size=4))
+def test_codec_agrees_with_the_column_types(values: dict[str, Any]) -> None:
+    compiled, reference = _entity(values), _entity(values)
+    got = _outcome(SCHEMA.row_codec.validate, compiled)
+    want = _outcome(lambda e: _oracle(SCHEMA, e), reference)
+    assert got == want
+    # the values written back on the entity (the stored form) are the same objects' values
+    assert compiled.__dict__ == reference.__dict__
+    if got[0] == "ok":
+        full, row = got[1]
+        assert SCHEMA.row_codec.encode(full) == row
+
+
+def test_fast_path_keeps_the_stored_form() -> None:
+    entity = _entity(
+        {"price": Decimal("1.5"), "owner": 3, "count": Other(4), "at": datetime(2026, 1, 2, 3)}
+    )
+    full, row = SCHEMA.row_codec.validate(entity)
+    assert full["price"] == Decimal("1.50") and str(full["price"]) == "1.50"
+    assert full["owner"] == Reference(Target, 3) and entity.owner == Reference(Target, 3)
+    assert type(full["count"]) is int
+    assert orjson.loads(row)[6] == "1.50"
+
+
+def test_json_values_of_some_columns() -> None:
+    got = SCHEMA.row_codec.json_values(
+        {"blob": b"\x00\x01", "owner": Reference(Target, 9), "day": None, "color": Color.BLUE}
+    )
+    assert got == {"blob": "AAE=", "owner": 9, "day": None, "color": "blue"}
