@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import redis
 from redis import Redis  # in the class body `redis` is the method below
@@ -27,7 +27,10 @@ if TYPE_CHECKING:
     from beeorm_celery.asyncflush.stats import GroupStats
     from beeorm_celery.context import Context
     from beeorm_celery.operations import Operation
+    from beeorm_celery.querybuilder import Query
     from beeorm_celery.schema import EntitySchema
+
+E = TypeVar("E", bound=Entity)
 
 
 class Engine:
@@ -245,6 +248,16 @@ class Engine:
             if self._query_runner is None:
                 self._query_runner = QueryRunner(self, self.query_workers)
             return self._query_runner
+
+    @overload
+    def query(self, source: str, pool: str | None = None) -> Query[Entity]: ...
+    @overload
+    def query(self, source: type[E], pool: str | None = None) -> Query[E]: ...
+    def query(self, source: str | type[Entity], pool: str | None = None) -> Query[Any]:
+        """A query builder on a table (pool "default") or an entity's table and pool."""
+        from beeorm_celery.querybuilder import Query
+
+        return Query.start(self, source, pool)
 
     def query_stats(self) -> dict[str, QueryStats]:
         """Per MySQL pool: queries, errors, timeouts, cancellations, total and average seconds."""

@@ -9,7 +9,8 @@
     ├── ReadOnlyEntityError          an entity was changed without ctx.edit() (also AttributeError)
     ├── FlushError                   MySQL refused a synchronous flush (code, statement)
     │   └── DuplicateKeyError        ... because of a unique index
-    ├── QueryError                   a read failed in MySQL
+    ├── QueryError                   a read failed in MySQL, or was refused before it was sent
+    │   ├── QueryBuildError          ... refused: bad identifier, operator or value (nothing sent)
     │   ├── QueryTimeoutError        ... because it ran past its timeout
     │   └── QueryCancelledError      ... because it was cancelled (killed in MySQL)
     ├── AllQueriesFailedError        race(): every future failed (carries all errors)
@@ -79,11 +80,16 @@ class DuplicateKeyError(FlushError):
 
 
 class QueryError(BeeormError):
-    """A read query failed in MySQL."""
+    """A read query failed in MySQL, or was refused before anything was sent (``code`` None)."""
 
     def __init__(self, message: str, code: int | None = None) -> None:
         self.code = code
         super().__init__(message)
+
+
+class QueryBuildError(QueryError):
+    """A query was refused while being built: an identifier, operator or value that cannot be
+    sent safely. The message names the bad part; nothing reached MySQL."""
 
 
 class QueryTimeoutError(QueryError):

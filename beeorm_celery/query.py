@@ -13,10 +13,11 @@ from typing import Any
 from pymysql.converters import escape_item
 
 from beeorm_celery.entity import Entity, Reference
-from beeorm_celery.errors import QueryError
+from beeorm_celery.errors import QueryBuildError
 
 
-def _sql_value(value: Any) -> str:
+def sql_value(value: Any) -> str:
+    """The SQL literal of one parameter, escaped by PyMySQL; a list becomes ``(a, b, ...)``."""
     if value is None:
         return "NULL"
     if isinstance(value, Entity | Reference):
@@ -27,15 +28,68 @@ def _sql_value(value: Any) -> str:
         items = list(value)
         if not items:
             return "(NULL)"  # `x IN (NULL)` matches nothing, like an empty list should
-        return "(" + ", ".join(_sql_value(v) for v in items) + ")"
+        return "(" + ", ".join(sql_value(v) for v in items) + ")"
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, float) and not math.isfinite(value):
         # PyMySQL would refuse it with its own ProgrammingError, far from the Where(...) call
-        raise QueryError(f"{value} cannot be a query parameter (MySQL has no NaN or infinity)")
+        raise QueryBuildError(f"{value} cannot be a query parameter (MySQL has no NaN or infinity)")
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # PyMySQL would fail while sending, or pass the surrogate on as a raw byte
+            raise QueryBuildError(
+                f"{value!r:.60} is not valid Unicode (it holds a lone surrogate) and cannot be "
+                "a query parameter"
+            ) from None
     if isinstance(value, int | float | Decimal | str | bytes | date):
         return str(escape_item(value, "utf8mb4"))
-    raise QueryError(f"cannot use a {type(value).__name__} as a query parameter: {value!r:.60}")
+    raise QueryBuildError(
+        f"cannot use a {type(value).__name__} as a query parameter: {value!r:.60}"
+    )
+
+
+def bind(sql: str, params: Sequence[Any], label: str) -> str:
+    """``sql`` with each ``?`` outside quotes replaced by the next of ``params``, escaped.
+
+    The values are escaped as PyMySQL escapes its ``%s`` parameters (connections never run with
+    NO_BACKSLASH_ESCAPES). ``label`` names the call in errors, which are raised before anything
+    is sent.
+    """
+    out: list[str] = []
+    values = iter(params)
+    used = 0
+    quote: str | None = None
+    escaped = False
+    for char in sql:
+        if quote is not None:
+            out.append(char)
+            if escaped:
+                escaped = False
+            elif char == "\\" and quote != "`":
+                # MySQL strings take backslash escapes: 'it\'s ?' is one string, and the
+                # ? in it is text, not a placeholder (identifiers in backticks do not)
+                escaped = True
+            elif char == quote:
+                quote = None
+            continue
+        if char in ("'", '"', "`"):
+            quote = char
+            out.append(char)
+        elif char == "?":
+            try:
+                out.append(sql_value(next(values)))
+            except StopIteration:
+                raise QueryBuildError(
+                    f"{label} has more ? placeholders than the {len(params)} parameters given"
+                ) from None
+            used += 1
+        else:
+            out.append(char)
+    if used != len(params):
+        raise QueryBuildError(f"{label} has {used} ? placeholders but {len(params)} parameters")
+    return "".join(out)
 
 
 class Where:
@@ -56,42 +110,7 @@ class Where:
 
     def render(self) -> str:
         """The clause with every placeholder replaced by an escaped literal."""
-        out: list[str] = []
-        params = iter(self.params)
-        used = 0
-        quote: str | None = None
-        escaped = False
-        for char in self.sql:
-            if quote is not None:
-                out.append(char)
-                if escaped:
-                    escaped = False
-                elif char == "\\" and quote != "`":
-                    # MySQL strings take backslash escapes: 'it\'s ?' is one string, and the
-                    # ? in it is text, not a placeholder (identifiers in backticks do not)
-                    escaped = True
-                elif char == quote:
-                    quote = None
-                continue
-            if char in ("'", '"', "`"):
-                quote = char
-                out.append(char)
-            elif char == "?":
-                try:
-                    out.append(_sql_value(next(params)))
-                except StopIteration:
-                    raise QueryError(
-                        f"Where({self.sql!r}) has more ? placeholders than the "
-                        f"{len(self.params)} parameters given"
-                    ) from None
-                used += 1
-            else:
-                out.append(char)
-        if used != len(self.params):
-            raise QueryError(
-                f"Where({self.sql!r}) has {used} ? placeholders but {len(self.params)} parameters"
-            )
-        return "".join(out)
+        return bind(self.sql, self.params, f"Where({self.sql!r})")
 
     def __repr__(self) -> str:
         return f"Where({self.sql!r}, {', '.join(repr(p) for p in self.params)})"
@@ -106,7 +125,7 @@ class Pager:
 
     def __post_init__(self) -> None:
         if self.page < 1 or self.per_page < 1:
-            raise QueryError(
+            raise QueryBuildError(
                 f"Pager(page={self.page}, per_page={self.per_page}): both must be >= 1"
             )
 

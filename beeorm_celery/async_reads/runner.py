@@ -12,7 +12,7 @@ import os
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from beeorm_celery.async_reads.future import QueryFuture
 from beeorm_celery.async_reads.lane import Lane
@@ -27,7 +27,7 @@ from beeorm_celery.async_reads.stats import (
 from beeorm_celery.async_reads.watchdog import Watchdog
 from beeorm_celery.async_reads.worker import Rows, RunSQL, Task
 from beeorm_celery.errors import ConfigError, QueryError
-from beeorm_celery.query import Pager
+from beeorm_celery.query import Pager, bind
 from beeorm_celery.reads import count_sql, search_sql
 
 if TYPE_CHECKING:
@@ -117,10 +117,16 @@ class QueryRunner:
     # --- any SELECT
 
     def select(
-        self, sql: str, *, pool: str = "default", timeout: float | None = None
+        self, sql: str, *params: Any, pool: str = "default", timeout: float | None = None
     ) -> QueryFuture[Rows]:
-        """Rows of any one SELECT (trusted SQL: it is sent as is), with the same timeout,
-        cancel and stats as the entity reads."""
+        """Rows of any one SELECT, with the same timeout, cancel and stats as the entity reads.
+
+        ``params`` replace the ``?`` placeholders outside quotes, escaped, as in ``Where``
+        (``select("SELECT `id` FROM `t` WHERE `name` = ?", name)``). Without params the SQL
+        is sent as is: trusted SQL only. ``rows.columns`` names the columns.
+        """
+        if params:
+            sql = bind(sql, params, f"select({sql!r:.80})")
         return self.submit(pool, lambda run: run(sql), timeout)
 
     def submit(

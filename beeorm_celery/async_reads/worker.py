@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +41,22 @@ DEFAULT_KILL_RETRY_S = 0.1
 # The server enforces timeouts itself; the watchdog kills only this long after the deadline.
 DEFAULT_TIMEOUT_GRACE_S = 1.0
 
-Rows = list[tuple[Any, ...]]
+
+class Rows(list[tuple[Any, ...]]):
+    """A statement's rows, as tuples; ``columns`` names them (from the cursor's description)."""
+
+    __slots__ = ("_description",)
+
+    def __init__(self, rows: Iterable[tuple[Any, ...]], description: Any = None) -> None:
+        super().__init__(rows)
+        self._description = description
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        # Read only by the callers that want names (the query builder's dicts): kept raw here.
+        return tuple(d[0] for d in self._description) if self._description else ()
+
+
 RunSQL = Callable[[str], Rows]
 
 
@@ -136,12 +151,12 @@ class Worker(threading.Thread):
             grace = DEFAULT_TIMEOUT_GRACE_S if enforced else 0.0
             alarm = self.lane.watchdog.arm(limit + grace, lambda: self._on_deadline(future))
         started = time.monotonic()
-        rows: Rows = []
+        rows = Rows(())
         error: Exception | None = None
         try:
             with conn.cursor() as cursor:
                 cursor.execute(statement)
-                rows = list(cursor.fetchall())
+                rows = Rows(cursor.fetchall(), cursor.description)
         except Exception as e:
             error = e
         finally:
