@@ -19,7 +19,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import baselines, latency, memory, reads, report, throughput
+from bench import baselines, builder, latency, memory, reads, report, throughput
 from bench.harness import Harness
 from bench.profiling import producer_profile
 from bench.settings import BenchSettings, Sizes
@@ -27,7 +27,8 @@ from bench.workers import REPO
 
 RESULTS_PATH = REPO / "bench" / "results.json"
 # In this order: the raw baseline runs right before the applied run it is compared with.
-PHASES = ("latency", "reads", "raw_executemany", "applied", "naive_celery", "scaling", "memory")
+PHASES = ("latency", "reads", "builder", "raw_executemany", "applied", "naive_celery", "scaling",
+          "memory")  # fmt: skip
 
 
 class Run:
@@ -72,6 +73,11 @@ class Run:
         found = reads.measure(self.harness, self.sizes.reads_s, self.sizes.reads_rows)
         self.details["reads"] = found
         self.results.update(found)
+
+    def run_builder(self) -> None:
+        self.details["builder"] = found = builder.measure(self.harness, self.settings.quick)
+        self.results.update(found)
+        self.console.print(builder.summary(found), highlight=False)
 
     def run_raw_executemany(self) -> None:
         found = baselines.raw_executemany(self.harness, self.sizes.raw_rows)

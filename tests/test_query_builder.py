@@ -459,7 +459,7 @@ def test_query_runner_select_binds_question_marks(engine):
         "banned",
     ).result(10)
     assert rows == [(3, "cy"), (6, "o'neil")]
-    assert rows.columns == ("id", "name")
+    assert rows.columns == ["id", "name"]
     assert runner.select("SELECT '?' AS `q` FROM `users` WHERE `id` = ?", 1).result(10) == [("?",)]
     assert runner.select("SELECT COUNT(*) FROM `users`").result(10) == [(6,)]  # as before
     before = engine.query_stats()["default"].queries

@@ -52,9 +52,9 @@ class Rows(list[tuple[Any, ...]]):
         self._description = description
 
     @property
-    def columns(self) -> tuple[str, ...]:
+    def columns(self) -> list[str]:
         # Read only by the callers that want names (the query builder's dicts): kept raw here.
-        return tuple(d[0] for d in self._description) if self._description else ()
+        return [d[0] for d in self._description] if self._description else []
 
 
 RunSQL = Callable[[str], Rows]

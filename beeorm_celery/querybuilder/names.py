@@ -57,6 +57,8 @@ def select_item(value: object) -> str:
     call = "select()"
     if not isinstance(value, str):
         raise _refuse(call, "a column", value, "a str")
+    if _COLUMN.fullmatch(value) is not None:  # the common case, quickly
+        return "`" + value.replace(".", "`.`") + "`"
     expression, alias = value.strip(), ""
     aliased = _ALIASED.fullmatch(expression)
     if aliased is not None:
@@ -83,6 +85,8 @@ def _expression(text: str, item: str) -> str:
 
 
 def operator(value: object, call: str, allowed: frozenset[str] = OPERATORS) -> str:
+    if type(value) is str and value in allowed:  # written as we write it: the common case
+        return value
     if isinstance(value, str) and value.isascii():
         normal = " ".join(value.split()).upper()
         if normal in allowed:

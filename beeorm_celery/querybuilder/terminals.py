@@ -170,7 +170,8 @@ class EntityQuery(Builder[E]):
 
 def _dicts(rows: Rows) -> list[Row]:
     columns = rows.columns
-    return [dict(zip(columns, row, strict=True)) for row in rows]
+    # Rows always have one value per column: strict=True would only cost time
+    return [dict(zip(columns, row, strict=False)) for row in rows]
 
 
 def _count(query: Builder[Any], timeout: float | None) -> QueryFuture[int]:

@@ -83,7 +83,9 @@ def test_where_takes_a_value_or_an_operator_and_a_value(engine: Engine) -> None:
     ],
 )
 def test_every_operator_of_the_list_is_accepted(engine: Engine, op: str, written: str) -> None:
-    assert engine.query("t").where("c", op, "x%").sql == f"SELECT * FROM `t` WHERE `c` {written} 'x%'"
+    assert (
+        engine.query("t").where("c", op, "x%").sql == f"SELECT * FROM `t` WHERE `c` {written} 'x%'"
+    )
 
 
 def test_none_compares_as_is_null(engine: Engine) -> None:
@@ -91,8 +93,8 @@ def test_none_compares_as_is_null(engine: Engine) -> None:
     assert q.where("c", None).sql.endswith("WHERE `c` IS NULL")
     assert q.where("c", "!=", None).sql.endswith("WHERE `c` IS NOT NULL")
     assert q.where("c", "<>", None).sql.endswith("WHERE `c` IS NOT NULL")
-    assert q.where_null("c").where_not_null("d").sql.endswith(
-        "WHERE `c` IS NULL AND `d` IS NOT NULL"
+    assert (
+        q.where_null("c").where_not_null("d").sql.endswith("WHERE `c` IS NULL AND `d` IS NOT NULL")
     )
 
 
