@@ -280,7 +280,8 @@ def test_a_builder_is_immutable_and_reusable(engine):
 def test_as_entities_loads_entities_through_the_caches_like_search(engine):
     ctx = engine.new_context()
     members = [ctx.new_entity(Member, name=f"m{i}", level=i % 3) for i in range(6)]
-    notes = [ctx.new_entity(Note, text=f"note {i}", member_id=members[i].id) for i in range(4)]
+    for i in range(4):
+        ctx.new_entity(Note, text=f"note {i}", member_id=members[i].id)
     ctx.flush()
     high = engine.query(Member).where("level", ">=", 1).order_by("id").as_entities()
     found = high.get()
