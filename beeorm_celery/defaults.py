@@ -13,6 +13,9 @@ DEFAULT_LOCAL_CACHE_ENTRIES = 10_000
 # How many ids one Redis INCRBY reserves for this process. 1 keeps ids in creation order across
 # processes; a larger block saves a Redis round trip per new entity (bulk producers want it).
 DEFAULT_ID_BLOCK_SIZE = 1
+# Ids handed out per MySQL write of the ids' high-water mark (see id_reserve): also the most
+# ids a lost Redis counter skips, and how many new ids a MySQL outage allows.
+DEFAULT_ID_CEILING_LEAP = 10_000
 
 # MySQL connections
 DEFAULT_MYSQL_POOL_SIZE = 10

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import redis
 from redis import Redis  # in the class body `redis` is the method below
 
-from beeorm_celery import ddl
+from beeorm_celery import ddl, id_reserve
+from beeorm_celery.defaults import DEFAULT_ID_CEILING_LEAP
 from beeorm_celery.entity import Entity
 from beeorm_celery.errors import ConfigError
 from beeorm_celery.ids import IdAllocator
@@ -89,7 +90,14 @@ class Engine:
             from beeorm_celery.asyncflush.log_redis import LogRedisGuard
 
             self.log_redis_guard = LogRedisGuard(async_redis_pool, redis_urls[async_redis_pool])
-        self.ids = IdAllocator(self.keys, self._id_redis, self._seed_id, id_block_size)
+        self.ids = IdAllocator(
+            self.keys,
+            self._id_redis,
+            self._seed_id,
+            id_block_size,
+            self._record_id_ceiling,
+            DEFAULT_ID_CEILING_LEAP,
+        )
         self._query_runner: QueryRunner | None = None
         self._query_runner_lock = threading.Lock()
 
@@ -143,15 +151,22 @@ class Engine:
         return self.redis(pool)
 
     def _seed_id(self, schema: EntitySchema) -> int:
-        with self.mysql[schema.options.mysql_pool].connection() as conn, conn.cursor() as cur:
-            cur.execute(f"SELECT COALESCE(MAX(`id`), 0) FROM `{schema.table}`")
-            row = cur.fetchone()
-        highest = int(row[0]) if row else 0
+        """Where a lost id counter starts again: above every id that may still land."""
+        highest = 0
         if self.async_redis_pool in self._redis_urls:
             from beeorm_celery.asyncflush.log import max_queued_insert_id
 
-            highest = max(highest, max_queued_insert_id(self, schema))
-        return highest
+            # The log before MAX(id): a batch committed and trimmed meanwhile is in MAX(id).
+            highest = max_queued_insert_id(self, schema)
+        pool = self.mysql[schema.options.mysql_pool]
+        with pool.connection() as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT COALESCE(MAX(`id`), 0) FROM `{schema.table}`")
+            row = cur.fetchone()
+        highest = max(highest, int(row[0]) if row else 0)
+        return max(highest, id_reserve.recorded_ceiling(pool, schema.table))
+
+    def _record_id_ceiling(self, schema: EntitySchema, upto: int) -> None:
+        id_reserve.record_ceiling(self.mysql[schema.options.mysql_pool], schema.table, upto)
 
     # --- local caches
 
@@ -196,6 +211,7 @@ class Engine:
         for pool_name, pool in self.mysql.items():
             with pool.connection() as conn:
                 statements.extend(ddl.applied_table_alters(conn))
+                statements.extend(id_reserve.table_alters(conn))
                 for schema in self._schemas.values():
                     if schema.options.mysql_pool == pool_name:
                         statements.extend(ddl.alters_for(conn, schema))
@@ -207,6 +223,7 @@ class Engine:
         for pool_name, pool in self.mysql.items():
             with pool.connection() as conn:
                 pending = list(ddl.applied_table_alters(conn))
+                pending.extend(id_reserve.table_alters(conn))
                 for schema in self._schemas.values():
                     if schema.options.mysql_pool == pool_name:
                         pending.extend(ddl.alters_for(conn, schema))

@@ -72,6 +72,10 @@ class Keys:
     def id_counter(self, schema: EntitySchema) -> str:
         return f"{self.prefix}:{{{schema.table}}}:id"
 
+    def id_ceiling(self, schema: EntitySchema) -> str:
+        """The most ``id_counter`` may reach before MySQL records more (see id_reserve)."""
+        return f"{self.prefix}:{{{schema.table}}}:id:ceiling"
+
     # --- async groups
 
     def group(self, group: str, part: str) -> str:

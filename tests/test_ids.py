@@ -46,17 +46,39 @@ def test_new_entity_has_its_id_before_any_flush(make_engine: Callable[..., Engin
     assert sorted(t.id for t in engine.new_context().get_all(Ticket)) == [1, 2, 3]
 
 
-def test_a_lost_counter_is_seeded_again_from_max_id(make_engine: Callable[..., Engine]) -> None:
+def test_a_lost_counter_is_seeded_above_every_id_that_may_still_land(
+    make_engine: Callable[..., Engine],
+) -> None:
     engine = make_engine(Ticket, Receipt)
     insert_rows(engine, "ticket", [5, 1000])
     insert_rows(engine, "receipt", [70])
     ctx = engine.new_context()
-    assert ctx.new_entity(Ticket).id == 1001
+    assert ctx.new_entity(Ticket).id == 1001  # a first counter starts right after MAX(id)
     assert ctx.new_entity(Receipt).id == 71
     ctx.flush()
-    insert_rows(engine, "ticket", [5000])
+    # Handed out, not flushed yet: another process may still flush it after the counter is lost.
+    held = engine.new_context().new_entity(Ticket).id
     forget_counter(engine, Ticket)
-    assert [engine.new_context().new_entity(Ticket).id for _ in range(2)] == [5001, 5002]
+    again = [engine.new_context().new_entity(Ticket).id for _ in range(2)]
+    assert again[0] > held and again[1] == again[0] + 1
+    # Rows written behind the ORM's back above the mark: MAX(id) still counts.
+    insert_rows(engine, "ticket", [10_000_000])
+    forget_counter(engine, Ticket)
+    assert engine.new_context().new_entity(Ticket).id == 10_000_001
+
+
+def test_the_ceiling_is_recorded_in_mysql_before_ids_under_it_are_handed_out(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine(Ticket, id_block_size=7)
+    ctx = engine.new_context()
+    ids = [ctx.new_entity(Ticket).id for _ in range(30)]
+    mark = engine.mysql["default"].read_all(
+        "SELECT reserved_upto FROM _beeorm_id_reserved WHERE table_name = 'ticket'"
+    )
+    assert mark and int(mark[0][0]) >= max(ids) + 7  # the whole block held in this process
+    redis_ceiling = engine.redis("default").get(engine.keys.id_ceiling(engine.schema(Ticket)))
+    assert redis_ceiling is not None and int(redis_ceiling) <= int(mark[0][0])
 
 
 def test_ids_of_queued_inserts_are_not_handed_out_again_when_the_counter_is_lost(
@@ -67,6 +89,11 @@ def test_ids_of_queued_inserts_are_not_handed_out_again_when_the_counter_is_lost
     queued = [ctx.new_entity(Ticket).id for _ in range(3)]
     ctx.flush_async()  # in the log, not in MySQL
     assert engine.new_context().count(Ticket) == 0
+    forget_counter(engine, Ticket)
+    assert engine.new_context().new_entity(Ticket).id > max(queued)
+    # Even without the high-water mark (ids handed out before it existed) the log counts.
+    with engine.mysql["default"].connection() as conn, conn.cursor() as cursor:
+        cursor.execute("DELETE FROM _beeorm_id_reserved")
     forget_counter(engine, Ticket)
     assert engine.new_context().new_entity(Ticket).id == max(queued) + 1
 

@@ -11,6 +11,7 @@ import pytest
 
 from beeorm_celery import Engine, Entity, Field
 from beeorm_celery.ddl import APPLIED_TABLE_SQL, TABLE_OPTIONS
+from beeorm_celery.id_reserve import RESERVED_TABLE_SQL
 
 
 class Size(Enum):
@@ -90,6 +91,7 @@ def test_a_fresh_database_gets_create_statements_and_then_needs_nothing(
     alters = engine.schema_alters()
     assert alters == [
         APPLIED_TABLE_SQL,
+        RESERVED_TABLE_SQL,
         "CREATE TABLE `item` (\n"
         "  `id` bigint unsigned NOT NULL,\n"
         "  `name` varchar(50) NOT NULL,\n"
@@ -198,6 +200,7 @@ def test_a_table_in_another_charset_is_converted_to_utf8mb4(
         )
     assert engine.schema_alters() == [
         APPLIED_TABLE_SQL,
+        RESERVED_TABLE_SQL,
         "ALTER TABLE `item` CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
     ]
     engine.update_schema()
