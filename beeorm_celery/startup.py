@@ -68,9 +68,7 @@ def refuses_to_start(problems: Collection[StartupProblem]) -> bool:
     return any(p.fatal for p in problems)
 
 
-def _queue_problems(
-    engine: Engine, consumed: Collection[str], prefix: str
-) -> list[StartupProblem]:
+def _queue_problems(engine: Engine, consumed: Collection[str], prefix: str) -> list[StartupProblem]:
     groups = sorted(engine.async_groups)
     if not groups or any(prefix + g in consumed for g in groups):
         return []
