@@ -19,7 +19,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import baselines, builder, latency, memory, reads, report, throughput
+from bench import baselines, builder, freshness, latency, memory, peer, reads, report, throughput
 from bench.harness import Harness
 from bench.profiling import producer_profile
 from bench.settings import BenchSettings, Sizes
@@ -27,8 +27,18 @@ from bench.workers import REPO
 
 RESULTS_PATH = REPO / "bench" / "results.json"
 # In this order: the raw baseline runs right before the applied run it is compared with.
-PHASES = ("latency", "reads", "builder", "raw_executemany", "applied", "naive_celery", "scaling",
-          "memory")  # fmt: skip
+PHASES = (
+    "latency",
+    "reads",
+    "builder",
+    "raw_executemany",
+    "applied",
+    "naive_celery",
+    "peer",
+    "freshness",
+    "scaling",
+    "memory",
+)
 
 
 class Run:
@@ -98,6 +108,36 @@ class Run:
         self.details["naive_celery"] = found
         self.results["naive_celery_rows_per_s"] = found["rows_per_s"]
         self.results["naive_worker_cpu_us_per_row"] = found["worker_cpu_us_per_row"]
+
+    def run_peer(self) -> None:
+        # ours and the hand-written write-behind (peer.py) in turns, at 100- and 10-row flushes
+        found: dict[str, Any] = {}
+        for size, suffix in ((100, ""), (10, "_10")):
+            self.console.print(f"      flushes of {size}: ours, then the peer", highlight=False)
+            ours = throughput.measure(
+                self.harness,
+                workers=self.sizes.workers,
+                groups=self.sizes.groups,
+                rows=self.sizes.peer_rows,
+                flush_size=size,
+            ).as_dict()
+            theirs = peer.measure(self.harness, rows=self.sizes.peer_rows, flush_size=size)
+            found[f"ours_{size}"], found[f"peer_{size}"] = ours, theirs.as_dict()
+            self.results[f"peer_ours{suffix}_rows_per_s"] = ours["rows_per_s"]
+            self.results[f"peer{suffix}_rows_per_s"] = theirs.rows_per_s
+            self.results[f"peer{suffix}_apply_async_p50_us"] = theirs.apply_async_p50_us
+            self.results[f"peer{suffix}_apply_async_p99_us"] = theirs.apply_async_p99_us
+            self.results[f"peer{suffix}_worker_cpu_us_per_row"] = theirs.worker_cpu_us_per_row
+        self.details["peer"] = found
+
+    def run_freshness(self) -> None:
+        found = freshness.measure(
+            self.harness, self.sizes.freshness_probes, self.sizes.freshness_load_rows_per_s
+        )
+        self.details["freshness"] = found
+        for key in ("idle_p50_ms", "idle_p99_ms", "loaded_p50_ms", "loaded_p99_ms"):
+            self.results[f"to_mysql_{key}"] = found[key]
+        self.results["to_mysql_load_offered_rows_per_s"] = found["load_offered_rows_per_s"]
 
     def run_scaling(self) -> None:
         sizes = self.sizes

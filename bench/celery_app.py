@@ -1,12 +1,14 @@
 """The bench's engine and Celery app, built the same way in the bench and in its workers.
 
-The naive baseline's task lives here too: one autocommit INSERT per task, published once per
-row, on the same broker as the async flush's apply task.
+The baselines' tasks live here too, on the same broker as the async flush's apply task: the
+naive one (one autocommit INSERT per task, published once per row) and the peer (one task per
+flush carrying its rows, ``executemany`` in one transaction, see peer.py).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -19,10 +21,14 @@ from bench import models
 
 NAIVE_QUEUE = "bench.naive"
 NAIVE_TASK = "bench.naive_insert"
-_NAIVE_SQL = (
-    f"INSERT INTO `{models.NAIVE_TABLE}` ({', '.join(f'`{c}`' for c in models.COLUMNS)}) "
+PEER_QUEUE = "bench.peer"
+PEER_TASK = "bench.peer_write"
+_INSERT_SQL = (
+    f"INSERT INTO `{{table}}` ({', '.join(f'`{c}`' for c in models.COLUMNS)}) "
     f"VALUES ({', '.join(['%s'] * len(models.COLUMNS))})"
 )
+_NAIVE_SQL = _INSERT_SQL.format(table=models.NAIVE_TABLE)
+_PEER_SQL = _INSERT_SQL.format(table=models.PEER_TABLE)
 
 
 def build_engine(mysql_url: str, redis_url: str, prefix: str, id_block_size: int = 1) -> Engine:
@@ -45,8 +51,9 @@ def build_app(broker_url: str, prefix: str) -> Celery:
     return app
 
 
-def register_naive_task(app: Celery, mysql_url: str) -> Any:
-    """The write-behind that issue 5 compares against: a task per row, one INSERT each."""
+def _per_process_connection(
+    mysql_url: str, autocommit: bool
+) -> Callable[[], pymysql.connections.Connection[Any]]:
     connections: dict[int, pymysql.connections.Connection[Any]] = {}
 
     def connection() -> pymysql.connections.Connection[Any]:
@@ -61,10 +68,17 @@ def register_naive_task(app: Celery, mysql_url: str) -> Any:
                 password=p.password or "",
                 database=p.path.lstrip("/"),
                 charset="utf8mb4",
-                autocommit=True,
+                autocommit=autocommit,
             )
             connections[os.getpid()] = conn
         return conn
+
+    return connection
+
+
+def register_naive_task(app: Celery, mysql_url: str) -> Any:
+    """The write-behind that issue 5 compares against: a task per row, one INSERT each."""
+    connection = _per_process_connection(mysql_url, autocommit=True)
 
     # Celery's defaults for a plain task (ack on receipt) and prefetch 4 on its worker (see
     # naive.py): the baseline as a developer would first write it, not handicapped by the
@@ -75,3 +89,21 @@ def register_naive_task(app: Celery, mysql_url: str) -> Any:
             cursor.execute(_NAIVE_SQL, row)
 
     return naive_insert
+
+
+def register_peer_task(app: Celery, mysql_url: str) -> Any:
+    """The hand-written write-behind (peer.py): a task per flush, its rows in one transaction."""
+    connection = _per_process_connection(mysql_url, autocommit=False)
+
+    @app.task(name=PEER_TASK, acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
+    def peer_write(rows: list[list[Any]]) -> None:
+        conn = connection()
+        try:
+            with conn.cursor() as cursor:
+                cursor.executemany(_PEER_SQL, rows)
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+
+    return peer_write

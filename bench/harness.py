@@ -25,7 +25,7 @@ from beeorm_celery.asyncflush.producer import TriggerPublisher
 from beeorm_celery.celery import install, queue_for
 from beeorm_celery.ddl import APPLIED_TABLE
 from bench import models
-from bench.celery_app import build_app, build_engine, register_naive_task
+from bench.celery_app import build_app, build_engine, register_naive_task, register_peer_task
 from bench.settings import BenchSettings
 from bench.workers import REPO, Worker, WorkerLauncher
 
@@ -101,7 +101,7 @@ class Harness:
         self.engine = engine
         engine.update_schema()
         with self.db().cursor() as cursor:
-            for table in (models.RAW_TABLE, models.NAIVE_TABLE):
+            for table in (models.RAW_TABLE, models.NAIVE_TABLE, models.PEER_TABLE):
                 cursor.execute(
                     f"CREATE TABLE `{table}` LIKE `{models.ROWS[0].__beeorm_options__.table}`"
                 )
@@ -111,6 +111,7 @@ class Harness:
         self.publisher = CountingPublisher(engine.trigger_publisher)
         engine.trigger_publisher = self.publisher
         self.naive_task = register_naive_task(self.app, self.settings.mysql_url)
+        self.peer_task = register_peer_task(self.app, self.settings.mysql_url)
 
     def close(self, keep_logs: bool = False) -> None:
         """Stop every worker, drop the database and the keys. Safe after a partial open.

@@ -2,7 +2,7 @@
 
 Every entity has the same five data columns (a small product-like row), so the applied
 throughput and the raw and naive baselines write rows of one shape into tables of one layout.
-``ROWS`` holds 16 entities, one per async group, for the runs over 1, 4 and 16 groups.
+``ROWS`` holds 64 entities, one per async group, for the runs over 1, 4, 16 and 64 groups.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from beeorm_celery import Entity, Field
 
-MAX_GROUPS = 16
+MAX_GROUPS = 64
 LATENCY_GROUP = "latency"
 READS_GROUP = "reads"
 
@@ -71,6 +71,7 @@ ENTITIES: tuple[type[Entity], ...] = (*ROWS, LatencyRow, LocalItem, RedisItem, P
 # Tables the baselines write, created LIKE a row table so the layout is the same.
 RAW_TABLE = "bench_raw"
 NAIVE_TABLE = "bench_naive"
+PEER_TABLE = "bench_peer"
 COLUMNS = ("id", "name", "price", "stock", "active", "created_at")
 _EPOCH = datetime(2026, 1, 1)
 

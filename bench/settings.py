@@ -35,6 +35,9 @@ class Sizes:
     memory_backlogs: tuple[int, int]  # two backlog sizes: peak RSS must not grow with them
     scaling_workers: tuple[int, ...]
     scaling_groups: tuple[int, ...]
+    peer_rows: int  # rows of each run of the peer comparison (ours and the peer, 100 and 10)
+    freshness_probes: int  # probes of the flush_async -> MySQL latency, idle and under load
+    freshness_load_rows_per_s: int  # rows/s the load process offers meanwhile
 
 
 FULL = Sizes(
@@ -49,7 +52,10 @@ FULL = Sizes(
     reads_rows=1_000,
     memory_backlogs=(250_000, 1_000_000),
     scaling_workers=(1, 2, 4),
-    scaling_groups=(1, 4, 16),
+    scaling_groups=(1, 4, 16, 64),
+    peer_rows=100_000,
+    freshness_probes=400,
+    freshness_load_rows_per_s=20_000,
 )
 
 # Under five minutes on the 2-core machine, with the same shape as the full run.
@@ -65,7 +71,10 @@ QUICK = Sizes(
     reads_rows=500,
     memory_backlogs=(20_000, 80_000),
     scaling_workers=(1, 2, 4),
-    scaling_groups=(1, 4, 16),
+    scaling_groups=(1, 4, 16, 64),
+    peer_rows=20_000,
+    freshness_probes=100,
+    freshness_load_rows_per_s=20_000,
 )
 
 

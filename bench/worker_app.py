@@ -15,7 +15,7 @@ from typing import Any
 from celery import signals
 
 from beeorm_celery.celery import install
-from bench.celery_app import build_app, build_engine, register_naive_task
+from bench.celery_app import build_app, build_engine, register_naive_task, register_peer_task
 
 if "BENCH_MYSQL_URL" in os.environ:
     engine = build_engine(
@@ -24,6 +24,7 @@ if "BENCH_MYSQL_URL" in os.environ:
     app = build_app(os.environ["BENCH_BROKER_URL"], os.environ["BENCH_PREFIX"])
     install(app, engine)
     register_naive_task(app, os.environ["BENCH_MYSQL_URL"])
+    register_peer_task(app, os.environ["BENCH_MYSQL_URL"])
 
     @signals.worker_ready.connect(weak=False)  # type: ignore[untyped-decorator]
     def _mark_ready(**_: Any) -> None:
