@@ -115,6 +115,13 @@ class Builder(Generic[E]):
 
     # --- building
 
+    def using(self, pool: str) -> Self:
+        """The same query on another registered MySQL pool (a replica)."""
+        _check_pool(self._engine, pool)
+        new = self._copy()
+        new._pool = pool
+        return new
+
     def select(self, *columns: str) -> Self:
         """The columns to return (replacing any chosen before): ``"name"``, ``"users.name"``,
         ``"*"``, ``"profiles.*"``, ``"COUNT(*)"`` / ``SUM`` / ``AVG`` / ``MIN`` / ``MAX`` of a
@@ -344,13 +351,17 @@ def start(
         schema = engine.schema(source)  # ConfigError when it is not registered
         pool = pool or schema.options.mysql_pool
         table = f"`{schema.table}`"
+    _check_pool(engine, pool)
+    return pool, table, schema
+
+
+def _check_pool(engine: Engine, pool: str) -> None:
     if pool not in engine.mysql:
         known = ", ".join(sorted(engine.mysql))
         raise ConfigError(
             f"MySQL pool {pool!r} is not registered (registered: {known}); call "
             f"registry.register_mysql(url, pool={pool!r})"
         )
-    return pool, table, schema
 
 
 def page_numbers(page: int, per_page: int) -> tuple[int, int]:

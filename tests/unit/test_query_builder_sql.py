@@ -206,6 +206,10 @@ def test_an_entity_class_gives_its_table_and_pool(engine: Engine) -> None:
     assert engine.query(Gadget).pool == "default"
     assert engine.query(Gadget, pool="replica").pool == "replica"
     assert engine.query("t").pool == "default"
+    moved = engine.query("t").where("a", 1).using("replica")
+    assert (moved.pool, moved.sql) == ("replica", "SELECT * FROM `t` WHERE `a` = 1")
+    with pytest.raises(ConfigError, match="'nope' is not registered"):
+        moved.using("nope")
 
 
 def test_as_entities_selects_ids_for_cached_entities_and_every_column_otherwise(
