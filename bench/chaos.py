@@ -8,7 +8,9 @@ compared with the oracles (see chaos_check.py). The run prints what it did and w
 everything found must be zero except the dead letters it provoked.
 
 MariaDB is a private server the run installs in a scratch directory, so restarting it never
-disturbs anyone else's tests. Redis is the shared one, under a key prefix of the run's own.
+disturbs anyone else's tests. So is the Redis that holds the logs and caches (AOF everysec),
+which the run SIGKILLs and restarts; the Celery broker is the shared Redis, under a key prefix
+of the run's own.
 
     python -m bench.chaos            # the full run, a few minutes
     python -m bench.chaos --short    # the version `make test` runs, well under a minute
@@ -41,6 +43,7 @@ from bench.chaos_models import BY_TABLE, GROUPS, audit_sql
 from bench.chaos_oracle import Oracle
 from bench.chaos_procs import Processes
 from bench.chaos_producer import Producer, ProducerPlan, plan_json
+from bench.chaos_redis import PrivateRedis
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 
@@ -147,8 +150,10 @@ class ChaosReport:
             n = self.faults.counts.get(kind, 0)
             if n or kind in FAULT_KINDS:
                 lines.append(f"  {kind:<18} {n}")
+        refused = sum(o.refused for o in self.oracles)
         lines += [
             f"  provoked           {poison} duplicate-key batches, {garbage} garbage log entries",
+            f"  refused by Redis   {refused} flushes while it was down (flushed again after)",
             "",
             "what the workers met",
             "  temporary errors   "
@@ -199,11 +204,13 @@ class _Run:
         self.rng = random.Random(config.seed)
         self.dir = Path(tempfile.mkdtemp(prefix="beeorm-chaos-"))
         self.mariadb = PrivateMariaDB()
-        redis_url = config.redis_url or os.environ.get("BEEORM_TEST_REDIS_URL", DEFAULT_REDIS_URL)
+        shared = config.redis_url or os.environ.get("BEEORM_TEST_REDIS_URL", DEFAULT_REDIS_URL)
+        # The logs and caches on a Redis of the run's own, so it can be killed and restarted.
+        self.redis = PrivateRedis(aof=True)
         self.endpoints = Endpoints(
             mysql_url=self.mariadb.url,
-            redis_url=redis_url,
-            broker_url=redis_url.rsplit("/", 1)[0] + "/14",
+            redis_url=self.redis.url(),
+            broker_url=shared.rsplit("/", 1)[0] + "/14",
             prefix=f"chaos{uuid.uuid4().hex[:8]}",
             async_options=config.async_options,
         )
@@ -218,6 +225,7 @@ class _Run:
 
     def setup(self) -> Producer:
         self.say(f"private MariaDB on port {self.mariadb.port}, scratch {self.dir}")
+        self.redis.start()
         self.mariadb.install()
         self.mariadb.start()
         self.mariadb.create_database()
@@ -294,7 +302,7 @@ class _Run:
                     self._engine.close()
             finally:
                 self.mariadb.close()
-                _delete_keys(self.endpoints.redis_url, self.endpoints.prefix)
+                self.redis.close()
                 _delete_keys(self.endpoints.broker_url, self.endpoints.prefix)
                 if not keep_dir:
                     shutil.rmtree(self.dir, ignore_errors=True)
@@ -316,6 +324,7 @@ def run(config: ChaosConfig, say: Callable[[str], None] = print, keep: bool = Fa
             rng=state.rng,
             lock_hold_s=config.lock_hold_s,
             mariadb_down_s=config.mariadb_down_s,
+            log_redis=state.redis,
         )
         state.faults = faults
         say(f"{config.producers} producers and {config.workers} workers running; faults begin")
@@ -325,6 +334,8 @@ def run(config: ChaosConfig, say: Callable[[str], None] = print, keep: bool = Fa
             producer.wait(timeout=120)
         if not state.mariadb.running:
             state.mariadb.start()
+        if not state.redis.running:
+            state.redis.start()
         say("faults over; draining")
         drained = state.drain(config.drain_timeout_s)
         say("drained" if drained else f"not drained after {config.drain_timeout_s:.0f}s")

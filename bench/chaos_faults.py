@@ -10,6 +10,8 @@
   holder heavier so InnoDB picks the applier as the victim.
 - ``table_lock``: lock every row and gap of a producer table for a while (1205 on real traffic).
 - ``garbage_queue`` / ``garbage_log``: push garbage into a group's Celery queue or its log.
+- ``redis_restart``: SIGKILL the (private) Redis that holds the logs and caches, which runs with
+  AOF ``appendfsync everysec``, and start it again on the same files after a moment.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from bench.chaos_mariadb import PrivateMariaDB
     from bench.chaos_procs import Processes
     from bench.chaos_producer import Producer
+    from bench.chaos_redis import PrivateRedis
 
 FAULT_KINDS = (
     "kill_child",
@@ -44,6 +47,7 @@ FAULT_KINDS = (
     "table_lock",
     "garbage_queue",
     "garbage_log",
+    "redis_restart",
 )
 # InnoDB refreshes its INNODB_TRX snapshot only when nobody read it for 0.1s: poll slower.
 _PROBE_INTERVAL_S = 0.15
@@ -64,6 +68,7 @@ class FaultLog:
     events: list[str] = field(default_factory=list)
     garbage_entries: dict[str, list[str]] = field(default_factory=dict)  # group -> entry ids
     garbage_what: dict[str, str] = field(default_factory=dict)  # "group/entry id" -> what
+    redis_pending_at_kill: list[int] = field(default_factory=list)  # log entries at each SIGKILL
     started: float = field(default_factory=time.monotonic)
 
     def note(self, kind: str, detail: str) -> None:
@@ -83,6 +88,7 @@ class Faults:
         rng: random.Random,
         lock_hold_s: float,
         mariadb_down_s: tuple[float, float],
+        log_redis: PrivateRedis | None = None,
     ) -> None:
         self.endpoints = endpoints
         self.engine = engine
@@ -92,6 +98,7 @@ class Faults:
         self.rng = rng
         self.lock_hold_s = lock_hold_s
         self.mariadb_down_s = mariadb_down_s
+        self.log_redis = log_redis
         self.log = FaultLog()
         self.data_redis = redis.Redis.from_url(endpoints.redis_url)
         self.broker_redis = redis.Redis.from_url(endpoints.broker_url)
@@ -157,6 +164,31 @@ class Faults:
         time.sleep(down)
         self.mariadb.start()
         self.log.note("mariadb_restart", f"clean shutdown, down {down:.1f}s, started again")
+
+    # --- Redis
+
+    def redis_restart(self) -> None:
+        if self.log_redis is None:
+            self.log.events.append("(redis_restart: the run's Redis is not its own)")
+            return
+        pending = self._pending()
+        down = self.rng.uniform(*self.mariadb_down_s) / 2
+        self.log_redis.crash()
+        time.sleep(down)
+        started = time.monotonic()
+        self.log_redis.start()  # loads the AOF
+        self.log.redis_pending_at_kill.append(pending)
+        self.log.note(
+            "redis_restart",
+            f"SIGKILL redis-server (AOF everysec) with {pending} batches pending, down "
+            f"{down:.1f}s, loaded in {time.monotonic() - started:.1f}s",
+        )
+
+    def _pending(self) -> int:
+        try:
+            return sum(int(self.data_redis.xlen(self.engine.keys.log(g))) for g in GROUPS)
+        except redis.RedisError:
+            return -1
 
     # --- locks
 

@@ -49,6 +49,7 @@ class Oracle:
     ops: dict[str, int] = field(default_factory=lambda: {"i": 0, "u": 0, "d": 0})
     errors: list[str] = field(default_factory=list)  # what went wrong on the producer's side
     poison_skipped: int = 0  # MySQL was down too long to plant the conflicting row
+    refused: int = 0  # flushes and id reservations refused while Redis was down (then redone)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -64,6 +65,7 @@ class Oracle:
                 "ops": self.ops,
                 "errors": self.errors,
                 "poison_skipped": self.poison_skipped,
+                "refused": self.refused,
             },
             ensure_ascii=False,
         )
@@ -79,6 +81,7 @@ class Oracle:
             ops={str(k): int(n) for k, n in data["ops"].items()},
             errors=list(data["errors"]),
             poison_skipped=int(data["poison_skipped"]),
+            refused=int(data.get("refused", 0)),
         )
         for raw in data["rows"]:
             row = RowOracle(raw["t"], int(raw["id"]), raw["v"], [(k, int(s)) for k, s in raw["h"]])

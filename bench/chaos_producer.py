@@ -21,10 +21,11 @@ from typing import Any
 
 import pymysql
 
-from beeorm_celery import Engine, Entity
+from beeorm_celery import Engine, Entity, UnavailableError
 from bench.chaos_app import Endpoints, connect
 from bench.chaos_models import BY_TABLE, GROUP_OF_TABLE, POISON_TABLE
 from bench.chaos_oracle import Oracle, Poison, RowOracle, Values
+from bench.chaos_unavailable import Probe, flush_until_known
 
 # Text that has broken escaping, encodings or column types somewhere before.
 _NOTES = (
@@ -120,7 +121,7 @@ class Producer:
         entity = ctx.new_entity(
             BY_TABLE[POISON_TABLE], producer=self.id, seq=self._next_seq(), name=name
         )
-        ctx.flush_async()
+        self._flush_async(ctx, ("i", POISON_TABLE, entity.id, entity.seq))
         group = GROUP_OF_TABLE[POISON_TABLE]
         self.oracle.flushes += 1
         self.oracle.batches[group] = self.oracle.batches.get(group, 0) + 1
@@ -168,7 +169,12 @@ class Producer:
 
     def _flush(self, ctx: Any, pending: list[tuple[str, str, Entity | None]]) -> None:
         # Seq numbers were taken in tracking order, which is the order of the batch's operations.
-        ctx.flush_async()
+        kind, key, entity = pending[0]
+        table, raw_id = key.split(":", 1)
+        row = entity.__dict__ if entity is not None else self.oracle.rows[key].values
+        assert row is not None
+        seq = int(row["seq"])  # a delete: the row's last seq, which its audit line carries
+        self._flush_async(ctx, (kind, table, int(raw_id), seq))
         self.oracle.flushes += 1
         groups = {GROUP_OF_TABLE[key.split(":", 1)[0]] for _, key, _ in pending}
         for group in groups:
@@ -193,6 +199,12 @@ class Producer:
             else:
                 assert row.values is not None
                 row.history.append((kind, int(row.values["seq"])))
+
+    def _flush_async(self, ctx: Any, probe: Probe) -> None:
+        """flush_async, again while Redis is down (see chaos_unavailable): the oracle records a
+        flush only once it is known to be queued."""
+        attempts = flush_until_known(self.engine, ctx.flush_async, probe)
+        self.oracle.refused += attempts - 1
 
     def _plant(self, planted_id: int, name: str) -> bool:
         config = self.engine.mysql["default"].config
@@ -243,10 +255,16 @@ def run(producer: Producer, plan: ProducerPlan, stop_path: Path | None) -> None:
     for n in range(1, plan.max_flushes + 1):
         if time.monotonic() > deadline or (stop_path is not None and stop_path.exists()):
             return
-        if plan.poison_every and n % plan.poison_every == 0:
-            producer.poison_flush()
-        else:
-            producer.random_flush(plan.max_ops_per_flush)
+        try:
+            if plan.poison_every and n % plan.poison_every == 0:
+                producer.poison_flush()
+            else:
+                producer.random_flush(plan.max_ops_per_flush)
+        except UnavailableError as e:
+            if e.written is not False:
+                raise
+            producer.oracle.refused += 1  # no id while Redis is down: nothing was flushed
+            time.sleep(0.2)
         time.sleep(producer.rng.uniform(plan.pause_min_s, plan.pause_max_s))
 
 
