@@ -23,6 +23,7 @@ from beeorm_celery import (
 from bench.chaos_mariadb import free_port
 from bench.chaos_redis import PrivateRedis
 from tests.support.models import Category, Note, Product
+from tests.support.reply_cut import ReplyCutProxy
 
 
 def test_a_wrong_id_type_is_a_validation_error(make_engine) -> None:
@@ -153,3 +154,63 @@ def test_redis_out_of_memory_leaves_nothing_half_written(make_engine, small_redi
         assert note.id > 0
     finally:
         engine.close()
+
+
+def test_a_restarted_redis_costs_no_error_and_a_down_one_says_nothing_was_queued(
+    make_engine,
+) -> None:
+    base = make_engine(Product, Category, Note)
+    server = PrivateRedis()
+    try:
+        server.start()
+        registry = Registry(key_prefix=base.keys.prefix)
+        registry.register_mysql(base.mysql["default"].config.safe_url)
+        registry.register_redis(server.url())
+        registry.register_entity(Product, Category, Note)
+        engine = registry.validate()
+        ctx = engine.new_context()
+        ctx.new_entity(Note, text="one")
+        ctx.flush_async()
+        server.restart_empty()  # pooled connections now dead, the script cache empty
+        ctx.new_entity(Note, text="two")
+        ctx.flush_async()  # no error: a fresh connection, the script loaded again
+        assert server.client().xlen(engine.keys.log("notes")) == 1
+        note = ctx.new_entity(Note, text="three")
+        server.crash()
+        with pytest.raises(CacheUnavailableError, match="nothing was queued") as info:
+            ctx.flush_async()
+        assert info.value.written is False
+        server.start()  # empty again (no persistence)
+        ctx.flush_async()
+        assert server.client().xlen(engine.keys.log("notes")) == 1
+        assert note.id > 0
+        engine.close()
+    finally:
+        server.close()
+
+
+def test_a_flush_whose_reply_is_lost_is_not_queued_twice(make_engine, redis_url) -> None:
+    # The engine's clients are made without redis-py's retry (from_url's default): a retry of
+    # the flush script after a lost reply would queue the same batches twice.
+    base = make_engine(Product, Category, Note)
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    proxy = ReplyCutProxy(port)
+    registry = Registry(key_prefix=base.keys.prefix)
+    registry.register_mysql(base.mysql["default"].config.safe_url)
+    registry.register_redis(f"redis://127.0.0.1:{proxy.port}/{redis_url.rsplit('/', 1)[1]}")
+    registry.register_entity(Product, Category, Note)
+    engine = registry.validate()
+    try:
+        ctx = engine.new_context()
+        ctx.new_entity(Note, text="once")
+        ctx.flush_async()  # loads the script; from now on it goes out as EVALSHA
+        ctx.new_entity(Note, text="twice?")
+        proxy.cut_after(b"EVALSHA")
+        with pytest.raises(CacheUnavailableError, match="may or may not") as info:
+            ctx.flush_async()
+        assert info.value.written is None
+        assert proxy.cuts == 1
+        assert base.redis("default").xlen(engine.keys.log("notes")) == 2  # not 3
+    finally:
+        engine.close()
+        proxy.close()
