@@ -18,6 +18,7 @@ from beeorm_celery.ids import IdAllocator
 from beeorm_celery.keys import Keys
 from beeorm_celery.local_cache import InvalidationListener, LocalCache
 from beeorm_celery.mysql import MySQLConfig, MySQLPool
+from beeorm_celery.querybuilder import Query
 
 if TYPE_CHECKING:
     from beeorm_celery.async_reads import QueryRunner, QueryStats
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from beeorm_celery.asyncflush.stats import GroupStats
     from beeorm_celery.context import Context
     from beeorm_celery.operations import Operation
-    from beeorm_celery.querybuilder import Query
     from beeorm_celery.schema import EntitySchema
 
 E = TypeVar("E", bound=Entity)
@@ -272,8 +272,6 @@ class Engine:
     def query(self, source: type[E], pool: str | None = None) -> Query[E]: ...
     def query(self, source: str | type[Entity], pool: str | None = None) -> Query[Any]:
         """A query builder on a table (pool "default") or an entity's table and pool."""
-        from beeorm_celery.querybuilder import Query
-
         return Query.start(self, source, pool)
 
     def query_stats(self) -> dict[str, QueryStats]:
