@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
+from beeorm_celery.async_reads.page import Page
 from beeorm_celery.entity import Entity
 from beeorm_celery.errors import ConfigError, QueryBuildError
 from beeorm_celery.query import sql_value
@@ -19,11 +20,14 @@ from beeorm_celery.querybuilder.names import shown
 if TYPE_CHECKING:
     from typing import Self
 
+    from beeorm_celery.async_reads import QueryFuture
+    from beeorm_celery.async_reads.worker import Rows, RunSQL
     from beeorm_celery.engine import Engine
     from beeorm_celery.schema import EntitySchema
 
 E = TypeVar("E", bound=Entity)
 B = TypeVar("B", bound="Builder[Any]")
+T = TypeVar("T")
 
 # The largest LIMIT MySQL takes: how it spells "all the rows after an OFFSET".
 _NO_LIMIT = 18446744073709551615
@@ -326,6 +330,35 @@ class Builder(Generic[E]):
     def _page_sql(self, page: int, per_page: int) -> str:
         return self._compile().unlimited + f" LIMIT {(page - 1) * per_page}, {per_page}"
 
+    # --- running (for the terminals)
+
+    def _submit(self, job: Callable[[RunSQL], T], timeout: float | None) -> QueryFuture[T]:
+        return self._engine.query_runner.submit(self._pool, job, timeout)
+
+    def _submit_count(self, timeout: float | None) -> QueryFuture[int]:
+        sql = self._compile().count
+        return self._submit(lambda run: int(run(sql)[0][0]), timeout)
+
+    def _submit_page(
+        self,
+        page: int,
+        per_page: int,
+        timeout: float | None,
+        items_of: Callable[[Rows], list[T]],
+    ) -> QueryFuture[Page[T]]:
+        """The count, then the page's rows (skipped past the end), on one connection."""
+        page = names.count(page, "paginate()", 1)
+        per_page = names.count(per_page, "paginate()", 1)
+        counting, selecting = self._compile().count, self._page_sql(page, per_page)
+        offset = (page - 1) * per_page
+
+        def job(run: RunSQL) -> Page[T]:
+            total = int(run(counting)[0][0])
+            items = items_of(run(selecting)) if offset < total else []
+            return Page(items, total, page, per_page)
+
+        return self._submit(job, timeout)
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} on pool {self._pool!r}: {self.sql}>"
 
@@ -362,7 +395,3 @@ def _check_pool(engine: Engine, pool: str) -> None:
             f"MySQL pool {pool!r} is not registered (registered: {known}); call "
             f"registry.register_mysql(url, pool={pool!r})"
         )
-
-
-def page_numbers(page: int, per_page: int) -> tuple[int, int]:
-    return names.count(page, "paginate()", 1), names.count(per_page, "paginate()", 1)

@@ -8,19 +8,17 @@ the slow-query log.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from beeorm_celery.async_reads.page import Page
 from beeorm_celery.entity import Entity
 from beeorm_celery.errors import QueryBuildError
-from beeorm_celery.querybuilder.builder import Builder, page_numbers, start
+from beeorm_celery.querybuilder.builder import Builder, start
 from beeorm_celery.reads import Reader, uses_cache
 
 if TYPE_CHECKING:
     from typing import Self
 
-    from beeorm_celery.async_reads import QueryFuture
+    from beeorm_celery.async_reads import Page, QueryFuture
     from beeorm_celery.async_reads.worker import Rows, RunSQL
     from beeorm_celery.engine import Engine
 
@@ -55,7 +53,7 @@ class Query(Builder[E]):
         """Every row, as ``{column: value}`` (a name selected twice keeps the last value:
         alias one of them)."""
         sql = self._compile().rows
-        return self._engine.query_runner.submit(self._pool, lambda run: _dicts(run(sql)), timeout)
+        return self._submit(lambda run: _dicts(run(sql)), timeout)
 
     def first_async(self, *, timeout: float | None = None) -> QueryFuture[Row | None]:
         """The first row (after ``offset``), or None."""
@@ -65,19 +63,19 @@ class Query(Builder[E]):
             rows = _dicts(run(sql))
             return rows[0] if rows else None
 
-        return self._engine.query_runner.submit(self._pool, job, timeout)
+        return self._submit(job, timeout)
 
     def count_async(self, *, timeout: float | None = None) -> QueryFuture[int]:
         """How many rows match (of a grouped query: how many groups); ``select``,
         ``order_by``, ``limit`` and ``offset`` do not change it."""
-        return _count(self, timeout)
+        return self._submit_count(timeout)
 
     def paginate_async(
         self, page: int, per_page: int, *, timeout: float | None = None
     ) -> QueryFuture[Page[Row]]:
         """A ``Page`` of dicts: the count, then page ``page`` (from 1) of ``per_page`` rows, on
         one connection; ``timeout`` covers both. The builder's own limit/offset are ignored."""
-        return _paginate(self, page, per_page, timeout, _dicts)
+        return self._submit_page(page, per_page, timeout, _dicts)
 
     # --- waiting terminals
 
@@ -134,9 +132,7 @@ class EntityQuery(Builder[E]):
 
     def get_async(self, *, timeout: float | None = None) -> QueryFuture[list[E]]:
         sql = self._compile().rows
-        return self._engine.query_runner.submit(
-            self._pool, lambda run: self._entities(run(sql)), timeout
-        )
+        return self._submit(lambda run: self._entities(run(sql)), timeout)
 
     def first_async(self, *, timeout: float | None = None) -> QueryFuture[E | None]:
         sql = self._first_sql()
@@ -145,15 +141,15 @@ class EntityQuery(Builder[E]):
             entities = self._entities(run(sql))
             return entities[0] if entities else None
 
-        return self._engine.query_runner.submit(self._pool, job, timeout)
+        return self._submit(job, timeout)
 
     def count_async(self, *, timeout: float | None = None) -> QueryFuture[int]:
-        return _count(self, timeout)
+        return self._submit_count(timeout)
 
     def paginate_async(
         self, page: int, per_page: int, *, timeout: float | None = None
     ) -> QueryFuture[Page[E]]:
-        return _paginate(self, page, per_page, timeout, self._entities)
+        return self._submit_page(page, per_page, timeout, self._entities)
 
     def get(self, *, timeout: float | None = None) -> list[E]:
         return wait(self.get_async(timeout=timeout))
@@ -172,30 +168,6 @@ def _dicts(rows: Rows) -> list[Row]:
     columns = rows.columns
     # Rows always have one value per column: strict=True would only cost time
     return [dict(zip(columns, row, strict=False)) for row in rows]
-
-
-def _count(query: Builder[Any], timeout: float | None) -> QueryFuture[int]:
-    sql = query._compile().count
-    return query._engine.query_runner.submit(query._pool, lambda run: int(run(sql)[0][0]), timeout)
-
-
-def _paginate(
-    query: Builder[Any],
-    page: int,
-    per_page: int,
-    timeout: float | None,
-    items_of: Callable[[Rows], list[Any]],
-) -> QueryFuture[Page[Any]]:
-    page, per_page = page_numbers(page, per_page)
-    counting, selecting = query._compile().count, query._page_sql(page, per_page)
-    offset = (page - 1) * per_page
-
-    def job(run: RunSQL) -> Page[Any]:
-        total = int(run(counting)[0][0])
-        items = items_of(run(selecting)) if offset < total else []  # past the end: no query
-        return Page(items, total, page, per_page)
-
-    return query._engine.query_runner.submit(query._pool, job, timeout)
 
 
 def wait(future: QueryFuture[T]) -> T:
