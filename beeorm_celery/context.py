@@ -124,7 +124,7 @@ class Context:
 
         ops = self._operations()
         if ops:
-            flush_async(self.engine, ops)
+            flush_async(self.engine.async_parts, ops)
         self._done()
 
     flush_lazy = flush_async  # BeeORM's older name

@@ -20,19 +20,6 @@ if TYPE_CHECKING:
 TABLE_OPTIONS = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"
 _INT_WIDTH = re.compile(r"^(tinyint|smallint|mediumint|int|bigint)\(\d+\)")
 
-APPLIED_TABLE = "_beeorm_async_applied"
-APPLIED_TABLE_SQL = (
-    f"CREATE TABLE IF NOT EXISTS `{APPLIED_TABLE}` (\n"
-    "  `async_group` VARCHAR(191) NOT NULL,\n"
-    "  `epoch` VARCHAR(40) NOT NULL DEFAULT '',\n"
-    "  `last_batch_id` VARCHAR(41) NOT NULL DEFAULT '0-0',\n"
-    "  `applied_batches` BIGINT UNSIGNED NOT NULL DEFAULT 0,\n"
-    "  `applied_operations` BIGINT UNSIGNED NOT NULL DEFAULT 0,\n"
-    "  `updated_at` DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),\n"
-    "  PRIMARY KEY (`async_group`)\n"
-    f") {TABLE_OPTIONS}"
-)
-
 
 def normalize_type(column_type: str) -> str:
     t = column_type.strip()
@@ -155,13 +142,3 @@ def _index_changes(schema: EntitySchema, existing: dict[str, Index]) -> list[str
         if existing.get(name) != want:
             changes.append(f"ADD {_index_definition(want)}")
     return changes
-
-
-def applied_table_alters(conn: Connection[Any]) -> list[str]:
-    found = _fetch(
-        conn,
-        "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
-        "AND TABLE_NAME = %s",
-        (APPLIED_TABLE,),
-    )
-    return [] if found else [APPLIED_TABLE_SQL]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
@@ -10,7 +11,14 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import redis
 from redis import Redis  # in the class body `redis` is the method below
 
-from beeorm_celery import ddl, id_reserve
+from beeorm_celery import ddl, flush, id_reserve
+from beeorm_celery.asyncflush import position
+from beeorm_celery.asyncflush.deadletters import DeadLetters
+from beeorm_celery.asyncflush.log import max_queued_insert_id
+from beeorm_celery.asyncflush.log_redis import LogRedisGuard
+from beeorm_celery.asyncflush.parts import AsyncParts, CacheHooks
+from beeorm_celery.asyncflush.stats import GroupStats, async_stats
+from beeorm_celery.asyncflush.transport import WakerSlot
 from beeorm_celery.defaults import DEFAULT_ID_CEILING_LEAP
 from beeorm_celery.entity import Entity
 from beeorm_celery.errors import ConfigError
@@ -22,11 +30,7 @@ from beeorm_celery.querybuilder import Query
 
 if TYPE_CHECKING:
     from beeorm_celery.async_reads import QueryRunner, QueryStats
-    from beeorm_celery.asyncflush.deadletters import DeadLetters
-    from beeorm_celery.asyncflush.log_redis import LogRedisGuard
-    from beeorm_celery.asyncflush.producer import TriggerPublisher
     from beeorm_celery.asyncflush.settings import AsyncFlushSettings
-    from beeorm_celery.asyncflush.stats import GroupStats
     from beeorm_celery.context import Context
     from beeorm_celery.operations import Operation
     from beeorm_celery.schema import EntitySchema
@@ -69,13 +73,14 @@ class Engine:
         self.async_settings = async_settings
         self.async_redis_pool = async_redis_pool
         self.query_workers = query_workers
-        self.trigger_publisher: TriggerPublisher | None = None
         self.local_caches: dict[str, LocalCache] = {
             s.table: LocalCache(s.options.local_cache)
             for s in schemas.values()
             if s.options.local_cache is not None
         }
         self._listener: InvalidationListener | None = None
+        # The Redis pool local-cache invalidations go out on (None: no local cache, none sent).
+        self.invalidation_pool: str | None = None
         if self.local_caches:
             pool = "default" if "default" in redis_urls else next(iter(redis_urls))
             self.invalidation_pool = pool
@@ -87,8 +92,6 @@ class Engine:
             )
         self.log_redis_guard: LogRedisGuard | None = None
         if async_redis_pool in redis_urls:
-            from beeorm_celery.asyncflush.log_redis import LogRedisGuard
-
             self.log_redis_guard = LogRedisGuard(async_redis_pool, redis_urls[async_redis_pool])
         self.ids = IdAllocator(
             self.keys,
@@ -97,6 +100,26 @@ class Engine:
             id_block_size,
             self._record_id_ceiling,
             DEFAULT_ID_CEILING_LEAP,
+        )
+        # The async core's view of this engine, made once: the core never sees the Engine.
+        self.async_parts = AsyncParts(
+            keys=self.keys,
+            settings=async_settings,
+            log_pool=async_redis_pool,
+            log_redis=self._log_redis,
+            log_redis_guard=self.log_redis_guard,
+            async_groups=self._async_groups,
+            schema_for_table=self.schema_for_table,
+            mysql=MappingProxyType(self.mysql),
+            caches=CacheHooks(
+                tombstone_ttl_s=tombstone_ttl_s,
+                invalidation_pool=self.invalidation_pool,
+                invalidation_message=self.invalidation_message,
+                write_other_pools=functools.partial(flush.write_redis_caches, self),
+                update_local=functools.partial(flush.update_local_caches, self),
+                drop=functools.partial(flush.drop_cached, self),
+            ),
+            wakers=WakerSlot(),
         )
         self._query_runner: QueryRunner | None = None
         self._query_runner_lock = threading.Lock()
@@ -142,6 +165,15 @@ class Engine:
         assert schema.options.redis_cache is not None
         return self.redis(schema.options.redis_cache)
 
+    def _log_redis(self) -> Redis:
+        try:
+            return self.redis(self.async_redis_pool)
+        except ConfigError:
+            raise ConfigError(
+                f"the async flush keeps its logs in Redis pool {self.async_redis_pool!r}: "
+                "register it (registry.register_redis(url)) or pass Registry(async_redis_pool=...)"
+            ) from None
+
     def _id_redis(self, schema: EntitySchema) -> Redis:
         pool = schema.options.redis_cache or self.async_redis_pool
         if pool not in self._redis_urls:
@@ -154,10 +186,8 @@ class Engine:
         """Where a lost id counter starts again: above every id that may still land."""
         highest = 0
         if self.async_redis_pool in self._redis_urls:
-            from beeorm_celery.asyncflush.log import max_queued_insert_id
-
             # The log before MAX(id): a batch committed and trimmed meanwhile is in MAX(id).
-            highest = max_queued_insert_id(self, schema)
+            highest = max_queued_insert_id(self._log_redis(), self.keys, schema)
         pool = self.mysql[schema.options.mysql_pool]
         with pool.connection() as conn, conn.cursor() as cur:
             cur.execute(f"SELECT COALESCE(MAX(`id`), 0) FROM `{schema.table}`")
@@ -210,7 +240,7 @@ class Engine:
         statements: list[str] = []
         for pool_name, pool in self.mysql.items():
             with pool.connection() as conn:
-                statements.extend(ddl.applied_table_alters(conn))
+                statements.extend(position.table_alters(conn))
                 statements.extend(id_reserve.table_alters(conn))
                 for schema in self._schemas.values():
                     if schema.options.mysql_pool == pool_name:
@@ -222,7 +252,7 @@ class Engine:
         ran: list[str] = []
         for pool_name, pool in self.mysql.items():
             with pool.connection() as conn:
-                pending = list(ddl.applied_table_alters(conn))
+                pending = list(position.table_alters(conn))
                 pending.extend(id_reserve.table_alters(conn))
                 for schema in self._schemas.values():
                     if schema.options.mysql_pool == pool_name:
@@ -242,15 +272,12 @@ class Engine:
 
     @property
     def dead_letters(self) -> DeadLetters:
-        from beeorm_celery.asyncflush.deadletters import DeadLetters
-
-        return DeadLetters(self)
+        return DeadLetters(self.async_parts)
 
     def async_stats(self) -> dict[str, GroupStats]:
-        """Per async group: pending, oldest_pending_seconds, dead_letters, applied."""
-        from beeorm_celery.asyncflush.stats import async_stats
-
-        return async_stats(self)
+        """Per async group: pending, oldest_pending_seconds, dead_letters, applied, and
+        ``wake``: whether a worker is on its way or the group waits for a sweep."""
+        return async_stats(self.async_parts)
 
     # --- async reads
 

@@ -10,7 +10,7 @@ import pymysql
 import redis
 
 from beeorm_celery import failures
-from beeorm_celery.cache import CacheWrites
+from beeorm_celery.cache import CacheWrites, invalidate_operation
 from beeorm_celery.errors import BeeormError, DuplicateKeyError, FlushError
 from beeorm_celery.operations import Operation, OpKind
 from beeorm_celery.reads import make_entity
@@ -117,6 +117,7 @@ def write_redis_caches(
     """One MULTI/EXEC per Redis pool with its cache writes; ``message`` (the local-cache
     invalidation) goes out on the invalidation pool."""
     if message is not None:
+        assert engine.invalidation_pool is not None  # a message means local caches exist
         by_pool.setdefault(engine.invalidation_pool, [])
     for pool, pool_ops in by_pool.items():
         pipe = engine.redis(pool).pipeline(transaction=True)
@@ -142,3 +143,23 @@ def update_local_caches(engine: Engine, ops: Sequence[Operation]) -> None:
         else:
             assert op.full is not None
             local.set(op.id, make_entity(op.schema, op.id, dict(op.full)))
+
+
+def drop_cached(engine: Engine, ops: Sequence[Operation]) -> None:
+    """Drop what the caches hold for ``ops``' rows (their Redis keys, other processes' local
+    copies, this process's): a dead-lettered or replayed batch may be cached in a state MySQL
+    never had, and reads must fall back to MySQL's truth."""
+    by_pool = ops_by_cache_pool(ops)
+    for pool, pool_ops in by_pool.items():
+        pipe = engine.redis(pool).pipeline(transaction=False)
+        for op in pool_ops:
+            invalidate_operation(pipe, engine.keys, op)
+        pipe.execute()
+    message = engine.invalidation_message(ops)
+    if message is not None:
+        assert engine.invalidation_pool is not None  # a message means local caches exist
+        engine.redis(engine.invalidation_pool).publish(engine.keys.invalidation_channel, message)
+    for op in ops:
+        local = engine.local_cache(op.schema)
+        if local is not None:
+            local.drop([op.id])

@@ -26,8 +26,8 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from beeorm_celery.asyncflush.log import RETRIES_FIELD, log_client, parse_id
-from beeorm_celery.ddl import APPLIED_TABLE
+from beeorm_celery.asyncflush import position
+from beeorm_celery.asyncflush.log import RETRIES_FIELD, parse_id
 from beeorm_celery.errors import BeeormError
 
 if TYPE_CHECKING:
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # MySQL's "no such table": nothing was ever applied, every figure is 0
-_NO_SUCH_TABLE = 1146
 
 
 @dataclass(frozen=True)
@@ -114,7 +113,7 @@ def read_figures(engine: Engine) -> dict[str, GroupFigures]:
     """Every group's figures: one Redis pipeline, one MySQL query per pool holding groups."""
     groups = sorted(engine.async_groups)
     keys = engine.keys
-    pipe = log_client(engine).pipeline(transaction=False)
+    pipe = engine.async_parts.log_redis().pipeline(transaction=False)
     for group in groups:
         pipe.xlen(keys.log(group))
         pipe.xrange(keys.log(group), "-", "+", count=1)
@@ -122,7 +121,7 @@ def read_figures(engine: Engine) -> dict[str, GroupFigures]:
         pipe.hget(keys.head_failure(group), "attempts")
         pipe.hget(keys.counters(group), RETRIES_FIELD)
     raw = pipe.execute()
-    applied = _applied_rows(engine)
+    applied = position.applied_rows(engine.mysql, engine.async_groups)
     now_ms = time.time() * 1000
     figures: dict[str, GroupFigures] = {}
     for n, group in enumerate(groups):
@@ -145,27 +144,6 @@ def read_figures(engine: Engine) -> dict[str, GroupFigures]:
             log_losses=_int(row.get("log_losses")),
         )
     return figures
-
-
-def _applied_rows(engine: Engine) -> dict[str, dict[str, Any]]:
-    """The applied-position table's rows by group, read with ``SELECT *`` so that columns added
-    later (``log_losses``) are picked up without a second query."""
-    rows: dict[str, dict[str, Any]] = {}
-    for pool_name in sorted(set(engine.async_groups.values())):
-        try:
-            with engine.mysql[pool_name].connection() as conn, conn.cursor() as cursor:
-                cursor.execute(f"SELECT * FROM `{APPLIED_TABLE}`")
-                names = [d[0] for d in cursor.description or ()]
-                for values in cursor.fetchall():
-                    row = dict(zip(names, values, strict=True))
-                    group = row.get("async_group")
-                    if engine.async_groups.get(str(group)) == pool_name:
-                        rows[str(group)] = row
-        except pymysql.err.ProgrammingError as e:
-            if e.args and e.args[0] == _NO_SUCH_TABLE:
-                continue  # no worker has applied anything on this pool yet
-            raise
-    return rows
 
 
 def _int(value: Any) -> int:

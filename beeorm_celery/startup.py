@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 import pymysql
 import redis
 
-from beeorm_celery.asyncflush.log import log_client
 from beeorm_celery.errors import BeeormError
 
 if TYPE_CHECKING:
@@ -86,7 +85,7 @@ def _queue_problems(engine: Engine, consumed: Collection[str], prefix: str) -> l
 def _redis_problems(engine: Engine) -> list[StartupProblem]:
     pool = engine.async_redis_pool
     try:
-        log_client(engine).ping()
+        engine.async_parts.log_redis().ping()
     except BeeormError as e:  # the pool is not registered: validate() says so already
         return [StartupProblem(str(e), fatal=True)]
     except (redis.RedisError, OSError) as e:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from beeorm_celery import Engine
-from beeorm_celery.ddl import APPLIED_TABLE
+from beeorm_celery.asyncflush.position import APPLIED_TABLE
 from bench.chaos_models import AUDIT_TABLE, BY_TABLE, GROUP_OF_TABLE, GROUPS, POISON_TABLE
 from bench.chaos_oracle import Oracle, RowOracle, Values
 

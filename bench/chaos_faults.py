@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pymysql
 import redis
 
-from beeorm_celery.ddl import APPLIED_TABLE
+from beeorm_celery.asyncflush.position import APPLIED_TABLE
 from bench.chaos_garbage import log_garbage, queue_garbage
 from bench.chaos_models import BALLAST_TABLE, GROUP_OF_TABLE, GROUPS
 

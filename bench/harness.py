@@ -21,9 +21,9 @@ import pymysql
 import redis
 
 from beeorm_celery import Context, Engine
-from beeorm_celery.asyncflush.producer import TriggerPublisher
+from beeorm_celery.asyncflush.position import APPLIED_TABLE
+from beeorm_celery.asyncflush.transport import Waker, WakeUp
 from beeorm_celery.celery import install, queue_for
-from beeorm_celery.ddl import APPLIED_TABLE
 from bench import models
 from bench.celery_app import build_app, build_engine, register_naive_task, register_peer_task
 from bench.settings import BenchSettings
@@ -55,16 +55,16 @@ def wait_until(
         time.sleep(interval_s)
 
 
-class CountingPublisher:
+class CountingWaker:
     """Counts the apply tasks flush_async() publishes (one per group that had none waiting)."""
 
-    def __init__(self, inner: TriggerPublisher) -> None:
+    def __init__(self, inner: Waker) -> None:
         self.inner = inner
         self.count = 0
 
-    def publish(self, group: str, batch_id: str, summary: str) -> None:
+    def wake(self, wake: WakeUp) -> None:
         self.count += 1
-        self.inner.publish(group, batch_id, summary)
+        self.inner.wake(wake)
 
 
 class Harness:
@@ -107,9 +107,13 @@ class Harness:
                 )
         self.app = build_app(self.settings.broker_url, self.settings.prefix)
         install(self.app, engine, sweep=False)  # flush_async publishes through this app
-        assert engine.trigger_publisher is not None
-        self.publisher = CountingPublisher(engine.trigger_publisher)
-        engine.trigger_publisher = self.publisher
+        # Count the wake-ups: put a counting waker in front of the one install() attached.
+        wakers = engine.async_parts.wakers
+        celery_waker = wakers.waker
+        assert celery_waker is not None
+        wakers.detach(celery_waker)
+        self.publisher = CountingWaker(celery_waker)
+        wakers.attach(self.publisher)
         self.naive_task = register_naive_task(self.app, self.settings.mysql_url)
         self.peer_task = register_peer_task(self.app, self.settings.mysql_url)
 

@@ -8,7 +8,6 @@ import time
 import pytest
 
 from beeorm_celery import TemporaryApplyError, consume_async_flush_events
-from beeorm_celery.asyncflush.deadletters import DeadLetters
 from tests.support.models import ALL, Category, Counter, Note
 from tests.support.services import wait_until
 from tests.support.sql import execute, query, scalar
@@ -118,7 +117,7 @@ def test_storing_the_same_failure_twice_keeps_one_entry(make_engine):
     consume_async_flush_events(engine)
     (dead,) = engine.dead_letters.list()
     # a worker that dies after storing and before moving on stores the same record again
-    DeadLetters(engine).store(dead)
+    engine.dead_letters.store(dead)
     assert engine.dead_letters.count() == 1
     assert engine.dead_letters.get(dead.id) == dead
 

@@ -170,7 +170,7 @@ def test_garbage_log_entries_are_dead_lettered_and_the_group_goes_on(celery_harn
     ctx = h.engine.new_context()
     first = ctx.new_entity(Counter, name="before", value=1)
     ctx.flush_async()
-    log = GroupLog(h.engine, "counters")
+    log = GroupLog(h.engine.async_parts, "counters")
     log.client.xadd(log.log_key, {b"d": os.urandom(40)})
     log.client.xadd(log.log_key, {b"x": b"no payload"})
     unknown_table = {"v": 1, "g": "counters", "t": 1, "ops": [["i", "users", 5, {"a": 1}, {}]]}
@@ -203,7 +203,7 @@ def test_unsigned_batches_are_refused_when_signing_is_on(celery_harness):
     ctx = h.engine.new_context()
     signed = ctx.new_entity(Counter, name="signed", value=1)
     ctx.flush_async()
-    log = GroupLog(h.engine, "counters")
+    log = GroupLog(h.engine.async_parts, "counters")
     forged = {
         "v": 1,
         "g": "counters",
@@ -239,7 +239,7 @@ def test_a_lost_message_is_swept_up_when_a_worker_starts(celery_harness):
 def test_a_stale_trigger_flag_heals_through_the_periodic_sweep(celery_harness):
     h = celery_harness(trigger_ttl_s=2, sweep_interval_s=1, sweep_min_age_s=0.5)
     h.start_worker(concurrency=1)
-    log = GroupLog(h.engine, "counters")
+    log = GroupLog(h.engine.async_parts, "counters")
     log.hold_trigger(2)  # as if a worker died holding the group: flushes publish nothing
     ctx = h.engine.new_context()
     counter = ctx.new_entity(Counter, name="stale", value=4)
@@ -262,7 +262,7 @@ def test_a_redelivered_batch_is_recognised_and_skipped(celery_harness):
         counter = ctx.edit(counter)
         counter.value = value
         ctx.flush_async()
-    log = GroupLog(h.engine, "counters")
+    log = GroupLog(h.engine.async_parts, "counters")
     entries = log.client.xrange(log.log_key)
     assert len(entries) == 4
     h.start_worker(concurrency=1)

@@ -184,7 +184,7 @@ def test_lock_wait_timeout_is_retried_and_both_edits_land_in_order(celery_harnes
 def _head_failed(engine):
     from beeorm_celery.asyncflush.log import GroupLog
 
-    failure = GroupLog(engine, "counters").failure()
+    failure = GroupLog(engine.async_parts, "counters").failure()
     return failure is not None and failure.error_code == 1205
 
 

@@ -10,7 +10,8 @@ from enum import Enum
 import pytest
 
 from beeorm_celery import Engine, Entity, Field
-from beeorm_celery.ddl import APPLIED_TABLE_SQL, TABLE_OPTIONS
+from beeorm_celery.asyncflush.position import APPLIED_TABLE_SQL
+from beeorm_celery.ddl import TABLE_OPTIONS
 from beeorm_celery.id_reserve import RESERVED_TABLE_SQL
 
 

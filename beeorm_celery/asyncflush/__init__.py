@@ -1,5 +1,6 @@
-"""The async flush core: batches, the per-group log, the applier, dead letters, statistics.
+"""The async flush core: batches, the per-group log, the drain, dead letters, statistics.
 
-Nothing here knows Celery: ``consume_async_flush_events`` and the Celery task (see
-``beeorm_celery.celery``) drive the same ``Applier``.
+Nothing here knows Celery or the ``Engine``: the engine hands in ``AsyncParts`` (``parts.py``),
+and ``consume_async_flush_events``, the Celery task (``beeorm_celery.celery``) and any other
+adapter drive the same drains (``GroupWorker`` in ``worker.py``; the seam is ``transport.py``).
 """

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -31,7 +31,6 @@ from beeorm_celery.errors import MalformedBatchError, SchemaLagError, SignatureE
 from beeorm_celery.operations import Operation, OpKind
 
 if TYPE_CHECKING:
-    from beeorm_celery.engine import Engine
     from beeorm_celery.schema import EntitySchema
 
 # 3: as 2, plus the header "c" naming, per table, the columns of its INSERT rows;
@@ -46,6 +45,16 @@ _KINDS = {k.value: k for k in OpKind}
 _dumps = orjson.dumps
 SCHEMA_AHEAD = "schema ahead: upgrade workers / run update_schema"
 _Fragment = orjson.Fragment  # already-encoded JSON, placed as is
+
+
+class SchemaLookup(Protocol):
+    """What decoding needs to know: each group's MySQL pool and the schema of a table there
+    (``AsyncParts`` and ``Engine`` both answer)."""
+
+    @property
+    def async_groups(self) -> Mapping[str, str]: ...
+
+    def schema_for_table(self, mysql_pool: str, table: str) -> EntitySchema | None: ...
 
 
 @dataclass(frozen=True)
@@ -139,18 +148,18 @@ def check_signature(where: str, payload: bytes, signature: bytes | None, secret:
 
 
 def decode_entry(
-    engine: Engine, group: str, entry_id: str, fields: dict[bytes, bytes], secret: Secrets
+    schemas: SchemaLookup, group: str, entry_id: str, fields: dict[bytes, bytes], secret: Secrets
 ) -> Batch:
     """The batch in a log entry, checked against the signature and the registered schemas."""
     payload = fields.get(PAYLOAD_FIELD)
     if not isinstance(payload, bytes):
         raise MalformedBatchError(f"log entry {entry_id} of group {group!r} has no payload")
     check_signature(f"batch {entry_id}", payload, fields.get(SIGNATURE_FIELD), secret)
-    return decode_payload(engine, group, payload, entry_id)
+    return decode_payload(schemas, group, payload, entry_id)
 
 
 def decode_payload(
-    engine: Engine, group: str, payload: bytes, entry_id: str | None = None
+    schemas: SchemaLookup, group: str, payload: bytes, entry_id: str | None = None
 ) -> Batch:
     where = f"batch {entry_id}" if entry_id else "batch"
     try:
@@ -183,10 +192,10 @@ def decode_payload(
     row_names = data.get("c")
     if row_names is not None and not isinstance(row_names, dict):
         raise MalformedBatchError(f"{where}: bad column header")
-    pool = engine.async_groups.get(group)
+    pool = schemas.async_groups.get(group)
     if pool is None:
         raise MalformedBatchError(f"{where}: group {group!r} is not registered with this worker")
-    decoder = _OpDecoder(engine, pool, group, where, row_names or {})
+    decoder = _OpDecoder(schemas, pool, group, where, row_names or {})
     ops = [decoder.op(n, raw) for n, raw in enumerate(raw_ops)]
     return Batch(group, ops, created, replay_of, entry_id)
 
@@ -195,9 +204,9 @@ class _OpDecoder:
     """Decodes the operations of one batch (the header's column names are checked once)."""
 
     def __init__(
-        self, engine: Engine, pool: str, group: str, where: str, row_names: dict[str, Any]
+        self, schemas: SchemaLookup, pool: str, group: str, where: str, row_names: dict[str, Any]
     ) -> None:
-        self.engine = engine
+        self.schemas = schemas
         self.pool = pool
         self.group = group
         self.where = where
@@ -216,7 +225,7 @@ class _OpDecoder:
             raise MalformedBatchError(f"{where}, operation {n}: unknown kind {kind_code!r}")
         if not isinstance(table, str):
             raise MalformedBatchError(f"{where}, operation {n}: bad table {table!r}")
-        schema = self.engine.schema_for_table(self.pool, table)
+        schema = self.schemas.schema_for_table(self.pool, table)
         if schema is None:
             raise SchemaLagError(
                 f"{where}, operation {n}: table {table!r} is not an entity of group "

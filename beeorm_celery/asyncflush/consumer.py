@@ -6,15 +6,13 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from beeorm_celery.asyncflush.applier import Applier, DrainReport
 from beeorm_celery.asyncflush.backoff import backoff_s
-from beeorm_celery.asyncflush.log import log_client
+from beeorm_celery.asyncflush.drain import Drain
+from beeorm_celery.asyncflush.parts import AsyncParts
+from beeorm_celery.asyncflush.report import DrainReport
 from beeorm_celery.errors import TemporaryApplyError
-
-if TYPE_CHECKING:
-    from beeorm_celery.engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +20,15 @@ DEFAULT_NONBLOCKING_RETRY_FOR_S = 30.0
 _IDLE_WAIT_S = 1.0
 
 
+class HasAsyncParts(Protocol):
+    """An ``Engine`` (or anything else that carries the async core's parts)."""
+
+    @property
+    def async_parts(self) -> AsyncParts: ...
+
+
 def consume_async_flush_events(
-    engine: Engine,
+    engine: HasAsyncParts,
     block: bool = False,
     stop: threading.Event | None = None,
     *,
@@ -42,11 +47,14 @@ def consume_async_flush_events(
         raise ValueError(
             "block=True needs a stop event: consume_async_flush_events(engine, True, stop)"
         )
-    if engine.log_redis_guard is not None:
-        engine.log_redis_guard.report_at_worker_start()
-    names = sorted(groups) if groups is not None else sorted(engine.async_groups)
-    settings = engine.async_settings
-    appliers = {g: Applier(engine, g) for g in names}
+    parts = engine.async_parts
+    if parts.log_redis_guard is not None:
+        parts.log_redis_guard.report_at_worker_start()
+    names = sorted(groups) if groups is not None else sorted(parts.async_groups)
+    settings = parts.settings
+    # One Drain per group for the whole call: a failure being isolated, or rows a dead letter
+    # touched, stay known from one pass to the next (this loop is its own fairness: round robin).
+    drains = {g: Drain(parts, g) for g in names}
     totals = {g: DrainReport(g) for g in names}
     attempts = dict.fromkeys(names, 0)
     not_before = dict.fromkeys(names, 0.0)
@@ -62,7 +70,7 @@ def consume_async_flush_events(
                 retrying = True
                 continue
             try:
-                report = appliers[group].drain(linger_s=0)
+                report = drains[group].run(linger_s=0)
             except TemporaryApplyError as e:
                 attempts[group] += 1
                 first_failure.setdefault(group, now)
@@ -77,7 +85,7 @@ def consume_async_flush_events(
                 continue
             attempts[group] = 0
             first_failure.pop(group, None)
-            _add(totals[group], report)
+            totals[group].add(report)
             come_back_soon = come_back_soon or report.busy or report.more
             worked = worked or bool(report.applied_batches or report.dead_lettered)
         if not block and not (come_back_soon or retrying or worked):
@@ -87,7 +95,7 @@ def consume_async_flush_events(
         if come_back_soon:
             stopped.wait(0.05)
         elif block:
-            _wait_for_batches(engine, names, not_before, stopped)
+            _wait_for_batches(parts, names, not_before, stopped)
         else:
             now = time.monotonic()
             due = [t - now for t in not_before.values() if t > now]
@@ -95,14 +103,8 @@ def consume_async_flush_events(
     return totals
 
 
-def _add(total: DrainReport, report: DrainReport) -> None:
-    total.applied_batches += report.applied_batches
-    total.applied_operations += report.applied_operations
-    total.dead_lettered += report.dead_lettered
-
-
 def _wait_for_batches(
-    engine: Engine, groups: list[str], not_before: dict[str, float], stop: threading.Event
+    parts: AsyncParts, groups: list[str], not_before: dict[str, float], stop: threading.Event
 ) -> None:
     """Block until a batch lands in a group that may run now, a retry is due, or stop."""
     now = time.monotonic()
@@ -112,6 +114,6 @@ def _wait_for_batches(
     if not ready:
         stop.wait(wait_s)
         return
-    client = log_client(engine)
-    streams = {engine.keys.log(g): "0-0" for g in ready}
+    client = parts.log_redis()
+    streams = {parts.keys.log(g): "0-0" for g in ready}
     client.xread(streams, count=1, block=max(1, int(wait_s * 1000)))  # type: ignore[arg-type]

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from beeorm_celery.asyncflush.batch import Batch, check_signature, decode_payload, encode_entry
-from beeorm_celery.asyncflush.log import log_client
+from beeorm_celery.asyncflush.batch import Batch, check_signature, decode_payload
+from beeorm_celery.asyncflush.enqueue import enqueue_and_wake
 from beeorm_celery.errors import (
     AsyncFlushError,
     DeadLetterNotFoundError,
@@ -28,7 +28,7 @@ from beeorm_celery.errors import (
 )
 
 if TYPE_CHECKING:
-    from beeorm_celery.engine import Engine
+    from beeorm_celery.asyncflush.parts import AsyncParts
 
 logger = logging.getLogger(__name__)
 
@@ -129,13 +129,13 @@ def split_id(dead_letter_id: str) -> tuple[str, str]:
 class DeadLetters:
     """``engine.dead_letters``: list, show, retry, remove dead letters."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.client = log_client(engine)
-        self.keys = engine.keys
+    def __init__(self, parts: AsyncParts) -> None:
+        self.parts = parts
+        self.client = parts.log_redis()
+        self.keys = parts.keys
 
     def _groups(self, group: str | None) -> builtins.list[str]:
-        return [group] if group is not None else sorted(self.engine.async_groups)
+        return [group] if group is not None else sorted(self.parts.async_groups)
 
     def count(self, group: str | None = None) -> int:
         pipe = self.client.pipeline(transaction=False)
@@ -170,31 +170,26 @@ class DeadLetters:
         """Queue the batch again, at the end of its group; returns the new batch id.
 
         Fix the cause first (the conflicting row, the missing column or worker upgrade, the
-        secret...). Only a batch whose bytes cannot be read is refused: remove it.
+        secret...). Only a batch whose bytes cannot be read is refused: remove it. Enqueued and
+        woken like a flush (``enqueue_and_wake``), and removed from the dead letters in the same
+        atomic step.
         """
         dead = self.get(dead_letter_id)
         batch = self._replayable(dead)
         replay = Batch(dead.group, batch.operations, int(time.time() * 1000), dead.id)
-        settings = self.engine.async_settings
-        pipe = self.client.pipeline(transaction=True)
-        pipe.xadd(self.keys.log(dead.group), encode_entry(replay, settings.secrets))  # type: ignore[arg-type]
-        pipe.set(self.keys.epoch(dead.group), uuid.uuid4().hex, nx=True)
-        pipe.set(
-            self.keys.trigger(dead.group), b"1", nx=True, px=int(settings.trigger_ttl_s * 1000)
+        (queued,) = enqueue_and_wake(
+            self.parts,
+            [replay],
+            uuid.uuid4().hex,
+            replaces_dead_letters=[dead.batch_id],
+            check_backlog=False,  # as before the seam: a replay is not refused by the limit
         )
-        pipe.hdel(self.keys.dead(dead.group), dead.batch_id)
-        pipe.zrem(self.keys.dead_index(dead.group), dead.batch_id)
-        raw_id, _, trigger_created, _, _ = pipe.execute()
-        new_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
-        publisher = self.engine.trigger_publisher
-        if trigger_created and publisher is not None:
-            queued = Batch(dead.group, replay.operations, replay.created_at_ms, dead.id, new_id)
-            publisher.publish(dead.group, new_id, "replay " + queued.summary())
-        return new_id
+        assert queued.id is not None
+        return queued.id
 
     def _replayable(self, dead: DeadLetter) -> Batch:
         """The batch ``dead`` replays, or ``AsyncFlushError`` saying why it cannot (yet)."""
-        settings = self.engine.async_settings
+        settings = self.parts.settings
         if dead.cause == "signature":
             try:
                 check_signature(
@@ -212,7 +207,7 @@ class DeadLetters:
                 "replayed, only removed"
             )
         try:
-            return decode_payload(self.engine, dead.group, dead.payload, dead.batch_id)
+            return decode_payload(self.parts, dead.group, dead.payload, dead.batch_id)
         except MalformedBatchError as e:
             if dead.malformed and not e.replayable:
                 raise AsyncFlushError(
@@ -273,7 +268,7 @@ class DeadLetters:
 
     def store(self, dead: DeadLetter) -> None:
         """Keep ``dead`` (replacing a previous record of the same batch), then apply the limits."""
-        settings = self.engine.async_settings
+        settings = self.parts.settings
         dead_key, index_key = self.keys.dead(dead.group), self.keys.dead_index(dead.group)
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(dead_key, dead.batch_id, dead.to_json())

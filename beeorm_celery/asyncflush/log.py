@@ -4,10 +4,11 @@ The log is a stream: entry ids are the batch ids (ordered as ``flush_async`` ret
 the time they were queued, and XLEN is the backlog. Entries are trimmed only after the MySQL
 transaction that applied them committed (and moved the group's position past them).
 
-The trigger flag means "a task is on its way, or a worker is applying this group": producers
-publish a task only when their SET NX creates it. A worker ends with DEL flag, then a last look
-at the log; a batch that lands after that look finds no flag and publishes a new task, so no
-batch waits for a wake-up that never comes.
+The trigger flag means "a wake-up is on its way, or a worker is applying this group": producers
+with a waker attached wake a worker only when their SET NX creates it (producers without one do
+not set it: nobody would publish, and the flag would make the sweep skip the group). A worker
+ends with DEL flag, then a last look at the log; a batch that lands after that look finds no flag
+and wakes a worker anew, so no batch waits for a wake-up that never comes.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from beeorm_celery.errors import ConfigError
-
 if TYPE_CHECKING:
     import redis
 
-    from beeorm_celery.engine import Engine
+    from beeorm_celery.asyncflush.parts import AsyncParts
+    from beeorm_celery.keys import Keys
     from beeorm_celery.schema import EntitySchema
 
 Entry = tuple[str, dict[bytes, bytes]]
@@ -44,16 +44,6 @@ def successor(entry_id: str) -> str:
     return f"{ms}-{seq + 1}"
 
 
-def log_client(engine: Engine) -> redis.Redis:
-    try:
-        return engine.redis(engine.async_redis_pool)
-    except ConfigError:
-        raise ConfigError(
-            f"the async flush keeps its logs in Redis pool {engine.async_redis_pool!r}: "
-            "register it (registry.register_redis(url)) or pass Registry(async_redis_pool=...)"
-        ) from None
-
-
 @dataclass(frozen=True)
 class HeadFailure:
     batch_id: str
@@ -65,16 +55,16 @@ class HeadFailure:
 
 
 class GroupLog:
-    def __init__(self, engine: Engine, group: str) -> None:
+    def __init__(self, parts: AsyncParts, group: str) -> None:
         self.group = group
-        self.client = log_client(engine)
-        keys = engine.keys
+        self.client = parts.log_redis()
+        keys = parts.keys
         self.log_key = keys.log(group)
         self.epoch_key = keys.epoch(group)
         self.trigger_key = keys.trigger(group)
         self.failure_key = keys.head_failure(group)
         self.counters_key = keys.counters(group)
-        self.trigger_ttl_ms = int(engine.async_settings.trigger_ttl_s * 1000)
+        self.trigger_ttl_ms = int(parts.settings.trigger_ttl_s * 1000)
 
     # --- reading
 
@@ -90,11 +80,11 @@ class GroupLog:
         return int(self.client.xlen(self.log_key))
 
     @staticmethod
-    def oldest_of(engine: Engine, groups: list[str]) -> list[int | None]:
+    def oldest_of(parts: AsyncParts, groups: list[str]) -> list[int | None]:
         """The queue time (ms) of each group's oldest pending batch, in one round trip."""
-        pipe = log_client(engine).pipeline(transaction=False)
+        pipe = parts.log_redis().pipeline(transaction=False)
         for group in groups:
-            pipe.xrange(engine.keys.log(group), "-", "+", count=1)
+            pipe.xrange(parts.keys.log(group), "-", "+", count=1)
         result: list[int | None] = []
         for raw in pipe.execute():
             entries = _entries(raw)
@@ -207,7 +197,7 @@ def _entries(raw: Any) -> list[Entry]:
     return [(_text(entry_id), cast(dict[bytes, bytes], fields)) for entry_id, fields in raw or []]
 
 
-def max_queued_insert_id(engine: Engine, schema: EntitySchema) -> int:
+def max_queued_insert_id(client: redis.Redis, keys: Keys, schema: EntitySchema) -> int:
     """The highest id an INSERT into ``schema`` still waiting in its group's log uses.
 
     Only read when an id counter is (re)seeded, so a lost counter can't hand out an id that a
@@ -217,8 +207,7 @@ def max_queued_insert_id(engine: Engine, schema: EntitySchema) -> int:
 
     from beeorm_celery.asyncflush.batch import PAYLOAD_FIELD
 
-    client = log_client(engine)
-    key = engine.keys.log(schema.options.async_group)
+    key = keys.log(schema.options.async_group)
     highest = 0
     last = "-"
     while True:

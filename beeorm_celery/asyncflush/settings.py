@@ -20,8 +20,8 @@ DEFAULT_UNKNOWN_ERROR_DEAD_LETTER_AFTER_S = 300.0
 DEFAULT_DEAD_LETTER_MAX_PER_GROUP = 100_000
 DEFAULT_DEAD_LETTER_MAX_AGE_S = 30 * 24 * 3600.0
 DEFAULT_LOCK_WAIT_TIMEOUT_S = 10
-DEFAULT_SWEEP_INTERVAL_S = 10.0
-DEFAULT_SWEEP_MIN_AGE_S = 5.0
+DEFAULT_SWEEP_INTERVAL_S = 5.0
+DEFAULT_SWEEP_MIN_AGE_S = 0.0
 DEFAULT_SCHEMA_LAG_DEAD_LETTER_AFTER_S = 1800.0
 DEFAULT_BAD_SIGNATURE_DEAD_LETTER_AFTER_S = 1800.0
 DEFAULT_MAX_STATEMENT_BYTES = 8 * 1024 * 1024
@@ -40,8 +40,8 @@ class AsyncFlushSettings:
         batches are signed with the first, and any of them verifies (deploy the new secret
         second everywhere, then first, then drop the old one).
     trigger_ttl_s
-        Life of the "a task is on its way" flag. A task lost with its message heals after this
-        long at the latest (the periodic sweep usually sooner).
+        Life of the "a wake-up is on its way" flag. A task lost with its message heals after
+        this long at the latest (the periodic sweep usually sooner).
     max_batches_per_transaction / max_operations_per_transaction
         How much of a group's backlog one MySQL transaction applies.
     drain_budget_s
@@ -68,8 +68,10 @@ class AsyncFlushSettings:
         ``innodb_lock_wait_timeout`` of the applier's sessions: a row locked by someone else
         fails the attempt after this long (error 1205, retried) instead of holding a worker.
     sweep_interval_s / sweep_min_age_s
-        A worker re-triggers, every interval, each group whose oldest pending batch is older
-        than the minimum age (its message was lost, or its task died).
+        A worker wakes, every interval, each group with a pending batch (at least the minimum
+        age old) and no trigger flag: queued by a process without an adapter installed, or its
+        wake-up failed, or its flag expired after a lost message. So such a batch waits at most
+        about one interval for a running worker.
     max_pending_batches
         Backpressure: at most this many batches pending per group (an int for every group, or
         ``{group: limit}``; None, the default: no limit). A ``flush_async()`` that would add to a

@@ -1,4 +1,4 @@
-"""``engine.async_stats()``: how far behind each async group is."""
+"""``engine.async_stats()``: how far behind each async group is, and who will apply it."""
 
 from __future__ import annotations
 
@@ -6,13 +6,16 @@ import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-import pymysql
-
-from beeorm_celery.asyncflush.log import log_client, parse_id
-from beeorm_celery.ddl import APPLIED_TABLE
+from beeorm_celery.asyncflush import position
+from beeorm_celery.asyncflush.log import parse_id
 
 if TYPE_CHECKING:
-    from beeorm_celery.engine import Engine
+    from beeorm_celery.asyncflush.parts import AsyncParts
+
+# What ``GroupStats.wake`` says.
+WAKE_IDLE = "idle"  # nothing pending, nobody on it
+WAKE_ON_ITS_WAY = "on its way"  # the trigger flag is set: a task is queued or a worker applies it
+WAKE_SWEEP = "waiting for a sweep"  # pending, no flag: the next worker sweep wakes it
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,9 @@ class GroupStats:
     applied: int  # batches applied since the group's row was created
     applied_operations: int
     trigger_set: bool  # a task is on its way or running
+    # WAKE_ON_ITS_WAY, WAKE_SWEEP (pending, and only a worker's periodic sweep will wake it:
+    # queued by a process without an adapter installed, or its wake-up failed), or WAKE_IDLE
+    wake: str = WAKE_IDLE
 
     def __getitem__(self, name: str) -> Any:
         return getattr(self, name)
@@ -37,18 +43,17 @@ class GroupStats:
         return asdict(self)
 
 
-def async_stats(engine: Engine) -> dict[str, GroupStats]:
-    groups = sorted(engine.async_groups)
-    client = log_client(engine)
-    keys = engine.keys
-    pipe = client.pipeline(transaction=False)
+def async_stats(parts: AsyncParts) -> dict[str, GroupStats]:
+    groups = sorted(parts.async_groups)
+    keys = parts.keys
+    pipe = parts.log_redis().pipeline(transaction=False)
     for group in groups:
         pipe.xlen(keys.log(group))
         pipe.xrange(keys.log(group), "-", "+", count=1)
         pipe.hlen(keys.dead(group))
         pipe.exists(keys.trigger(group))
     raw = pipe.execute()
-    applied = _applied_counts(engine)
+    applied = position.applied_counts(parts.mysql, parts.async_groups)
     now_ms = time.time() * 1000
     stats: dict[str, GroupStats] = {}
     for n, group in enumerate(groups):
@@ -58,24 +63,15 @@ def async_stats(engine: Engine) -> dict[str, GroupStats]:
             entry_id = first[0][0]
             oldest = max(0.0, (now_ms - parse_id(entry_id.decode())[0]) / 1000)
         batches, operations = applied.get(group, (0, 0))
+        wake = WAKE_ON_ITS_WAY if trigger else WAKE_SWEEP if int(length) else WAKE_IDLE
         stats[group] = GroupStats(
-            group, int(length), round(oldest, 3), int(dead), batches, operations, bool(trigger)
+            group,
+            int(length),
+            round(oldest, 3),
+            int(dead),
+            batches,
+            operations,
+            bool(trigger),
+            wake,
         )
     return stats
-
-
-def _applied_counts(engine: Engine) -> dict[str, tuple[int, int]]:
-    counts: dict[str, tuple[int, int]] = {}
-    for pool_name in set(engine.async_groups.values()):
-        try:
-            with engine.mysql[pool_name].connection() as conn, conn.cursor() as cursor:
-                cursor.execute(
-                    "SELECT `async_group`, `applied_batches`, `applied_operations` "
-                    f"FROM `{APPLIED_TABLE}`"
-                )
-                for group, batches, operations in cursor.fetchall():
-                    if engine.async_groups.get(group) == pool_name:
-                        counts[group] = (int(batches), int(operations))
-        except pymysql.err.ProgrammingError:
-            continue  # the table does not exist yet: nothing applied
-    return counts

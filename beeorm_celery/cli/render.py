@@ -18,8 +18,8 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from beeorm_celery.asyncflush.applier import DrainReport
     from beeorm_celery.asyncflush.deadletters import DeadLetter
+    from beeorm_celery.asyncflush.report import DrainReport
     from beeorm_celery.asyncflush.stats import GroupStats
 
 # narrower than this, the error column would wrap into a word per line: the row goes wider

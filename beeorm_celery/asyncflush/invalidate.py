@@ -1,0 +1,40 @@
+"""Cache invalidation after a drain step: which cached rows MySQL never had, and dropping them.
+
+A dead-lettered batch's cache writes never reach MySQL, and a replayed dead letter may be cached
+in a state MySQL never had: their keys go, so reads fall back to MySQL's truth (law 6). A later
+batch touching a row a dead letter touched is dropped too once it commits, since the cache may
+hold the dead letter's state on top of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from beeorm_celery.asyncflush.batch import Batch
+    from beeorm_celery.operations import Operation
+
+
+class Invalidation:
+    def __init__(self, drop: Callable[[Sequence[Operation]], None]) -> None:
+        self._drop = drop
+        self._tainted: set[tuple[str, int]] = set()  # rows a dead letter touched
+
+    def dead_lettered(self, ops: Sequence[Operation]) -> None:
+        self.drop(ops)
+
+    def committed(self, chunk: Sequence[Batch]) -> None:
+        stale = [
+            op
+            for batch in chunk
+            for op in batch.operations
+            if batch.replay_of or (op.table, op.id) in self._tainted
+        ]
+        if stale:
+            self.drop(stale)
+
+    def drop(self, ops: Sequence[Operation]) -> None:
+        for op in ops:
+            self._tainted.add((op.table, op.id))
+        self._drop(ops)

@@ -1,0 +1,65 @@
+"""``AsyncParts``: everything the async core uses, handed in once by the engine that owns them.
+
+The core (producer, drain, dead letters, stats, ``GroupWorker``) reads only these: never the
+``Engine``. The engine builds one ``AsyncParts`` when it is built (``engine.async_parts``); an
+adapter receives it through ``install(app, engine)`` and attaches its waker to ``wakers``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from beeorm_celery.asyncflush.settings import AsyncFlushSettings
+from beeorm_celery.asyncflush.transport import WakerSlot
+from beeorm_celery.keys import Keys
+
+if TYPE_CHECKING:
+    import redis
+
+    from beeorm_celery.asyncflush.log_redis import LogRedisGuard
+    from beeorm_celery.mysql import MySQLPool
+    from beeorm_celery.operations import Operation
+    from beeorm_celery.schema import EntitySchema
+
+
+@dataclass(frozen=True)
+class CacheHooks:
+    """The engine's caches, as the async core touches them.
+
+    The producer writes the caches in the log pool inside its Lua script (``CacheWrites``
+    with ``tombstone_ttl_s``) and the invalidation message too when it goes out on that pool;
+    ``write_other_pools`` and ``update_local`` do the rest after the log is written. The drain
+    calls ``drop`` for operations whose cached state MySQL never had (dead letters, replays).
+    """
+
+    tombstone_ttl_s: int
+    invalidation_pool: str | None
+    invalidation_message: Callable[[Iterable[Operation]], bytes | None]
+    write_other_pools: Callable[[dict[str, list[Operation]], bytes | None], None]
+    update_local: Callable[[Sequence[Operation]], None]
+    drop: Callable[[Sequence[Operation]], None]
+
+
+@dataclass(frozen=True)
+class AsyncParts:
+    """The narrow parts of an engine the async flush core works with.
+
+    ``async_groups`` maps each group to its MySQL pool; ``schema_for_table(pool, table)`` finds
+    the registered schema a batch's operation names (None: unknown); ``log_redis()`` returns the
+    client of the Redis pool holding the logs (connected lazily, safe after ``fork()``), and
+    ``log_redis_guard`` checks that server never evicts (None: no such pool registered);
+    ``wakers`` is where an adapter attaches its ``Waker``.
+    """
+
+    keys: Keys
+    settings: AsyncFlushSettings
+    log_pool: str
+    log_redis: Callable[[], redis.Redis]
+    log_redis_guard: LogRedisGuard | None
+    async_groups: Mapping[str, str]
+    schema_for_table: Callable[[str, str], EntitySchema | None]
+    mysql: Mapping[str, MySQLPool]
+    caches: CacheHooks
+    wakers: WakerSlot
