@@ -38,6 +38,6 @@ def connect_producer(config: DemoConfig, engine: Engine) -> Celery:
     os.environ.update(config.worker_env)
     app = Celery("worker")
     app.config_from_object("celeryconfig")
-    # The sweep belongs in workers (it runs on worker signals); a producer only publishes.
+    # The sweep belongs in workers (a worker bootstep of their app); a producer only publishes.
     install(app, engine, sweep=False)
     return app

@@ -5,12 +5,23 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from beeorm_celery import Engine, Entity, Registry
 from tests.support import services
+
+_UNIT = Path(__file__).parent / "unit"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test outside tests/unit needs the real services: mark it, so that
+    ``pytest -m "not services"`` runs the unit suite alone, in seconds."""
+    for item in items:
+        if _UNIT not in item.path.parents:
+            item.add_marker(pytest.mark.services)
 
 
 @pytest.fixture(scope="session")

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
-from beeorm_celery import ConfigError, consume_async_flush_events
+from beeorm_celery import consume_async_flush_events
 from beeorm_celery.asyncflush.settings import DEFAULT_SWEEP_INTERVAL_S
 from beeorm_celery.asyncflush.stats import WAKE_IDLE, WAKE_ON_ITS_WAY, WAKE_SWEEP
 from tests.support.models import ALL, Category, Counter
@@ -95,14 +93,3 @@ def test_a_failed_wake_up_leaves_the_group_to_the_sweep_for_flush_and_replay(mak
     consume_async_flush_events(engine)
     assert scalar(engine, "SELECT COUNT(*) FROM category WHERE name = 'Taken'") == 1
     assert new_id > dead.batch_id
-
-
-def test_an_engine_takes_one_waker(make_engine):
-    engine = make_engine(*ALL, update_schema=False)
-    first = _BrokerDown()
-    engine.async_parts.wakers.attach(first)
-    engine.async_parts.wakers.attach(first)  # the same one again: nothing changes
-    with pytest.raises(ConfigError, match="already wakes workers"):
-        engine.async_parts.wakers.attach(_BrokerDown())
-    engine.async_parts.wakers.detach(first)
-    engine.async_parts.wakers.attach(_BrokerDown())

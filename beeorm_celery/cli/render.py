@@ -17,6 +17,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from beeorm_celery.asyncflush.stats import WAKE_IDLE, WAKE_ON_ITS_WAY, WAKE_SWEEP
+
 if TYPE_CHECKING:
     from beeorm_celery.asyncflush.deadletters import DeadLetter
     from beeorm_celery.asyncflush.report import DrainReport
@@ -59,12 +61,16 @@ def stats_json(stats: Mapping[str, GroupStats]) -> dict[str, Any]:
     return {group: s.as_dict() for group, s in stats.items()}
 
 
+# GroupStats.wake, short enough for an 80-column table
+_WAKE_LABELS = {WAKE_ON_ITS_WAY: "on its way", WAKE_SWEEP: "next sweep", WAKE_IDLE: "-"}
+
+
 def stats_table(stats: Mapping[str, GroupStats], caption: str | None = None) -> Table:
     table = compact_table("async flush", caption)
     table.add_column("group", no_wrap=True)
     for name in ("pending", "oldest pending s", "dead letters", "applied batches", "applied ops"):
         table.add_column(name, justify="right")
-    table.add_column("trigger")
+    table.add_column("wake-up")
     for group, s in stats.items():
         table.add_row(
             Text(group),
@@ -73,7 +79,7 @@ def stats_table(stats: Mapping[str, GroupStats], caption: str | None = None) -> 
             Text(str(s.dead_letters), style="bold red" if s.dead_letters else ""),
             str(s.applied),
             str(s.applied_operations),
-            "set" if s.trigger_set else "-",
+            _WAKE_LABELS.get(s.wake, s.wake),
         )
     return table
 

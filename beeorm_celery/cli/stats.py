@@ -35,7 +35,7 @@ DEFAULT_WATCH_INTERVAL_S = 2.0
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool, watch: bool, interval: float) -> None:
     """Per async group: pending batches, age of the oldest, dead letters, applied totals, and
-    whether a task is on its way (trigger)."""
+    the wake-up: a task on its way, or waiting for a worker's next sweep."""
     if as_json and watch:
         raise click.UsageError(
             "--json and --watch do not go together; run --json in a loop instead"
