@@ -118,7 +118,7 @@ end
 if ARGV[9] ~= '' then redis.call('PUBLISH', ARGV[8], ARGV[9]) end
 return result
 """.replace("SLICE", str(_SLICE))
-# Run by hash (EVALSHA), loaded by EVAL the first time a server does not know it: no per-client
+# Run by hash (EVALSHA), loaded the first time a server does not know it: no per-client
 # registration to keep.
 _SCRIPT_SHA = hashlib.sha1(_SCRIPT.encode()).hexdigest()
 
@@ -204,7 +204,10 @@ def _run(client: redis.Redis, keys: list[str], args: list[Any]) -> Any:
     try:
         return client.evalsha(_SCRIPT_SHA, len(keys), *keys, *args)
     except redis.exceptions.NoScriptError:
-        return client.eval(_SCRIPT, len(keys), *keys, *args)
+        # A new or restarted server: load it, then run it by hash (SCRIPT LOAD is refused while
+        # Redis is out of memory, so a full server refuses the flush before anything runs).
+        client.script_load(_SCRIPT)
+        return client.evalsha(_SCRIPT_SHA, len(keys), *keys, *args)
 
 
 def _wake_up(batch: Batch) -> WakeUp:
