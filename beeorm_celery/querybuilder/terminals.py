@@ -8,6 +8,7 @@ the slow-query log.
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from beeorm_celery.entity import Entity
@@ -165,9 +166,9 @@ class EntityQuery(Builder[E]):
 
 
 def _dicts(rows: Rows) -> list[Row]:
-    columns = rows.columns
-    # Rows always have one value per column: strict=True would only cost time
-    return [dict(zip(columns, row, strict=False)) for row in rows]
+    # map/zip in C: a keyword such as zip(strict=...) would cost more than the dict itself,
+    # and rows always hold one value per column
+    return list(map(dict, map(zip, repeat(rows.columns), rows)))
 
 
 def wait(future: QueryFuture[T]) -> T:
