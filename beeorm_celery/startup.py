@@ -1,8 +1,9 @@
 """What a worker checks when it starts, so that a mistake is said at once, with its fix.
 
-Transport-free: the Celery adapter (and any other) calls ``startup_problems`` with the queues its
-worker consumes and logs what comes back; ``refuses_to_start`` tells it whether to stop. The
-checks, each one round trip:
+Transport-free: an adapter calls ``check_at_worker_start`` with the queues its worker consumes
+(the Celery adapter from a worker bootstep); it logs each problem and raises ``ConfigError`` when
+the worker must not start. ``startup_problems`` returns them without logging. The checks, each
+one round trip:
 
 - the worker consumes none of the engine's async-group queues: it would say "ready" and apply
   nothing while the backlog grows (a WARNING: the app may have other work);
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING
 import pymysql
 import redis
 
-from beeorm_celery.errors import BeeormError
+from beeorm_celery.errors import BeeormError, ConfigError
 
 if TYPE_CHECKING:
     from beeorm_celery.engine import Engine
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 # MySQL error codes that no waiting fixes: the login is refused, or the database is missing
 _ACCESS_DENIED = (1044, 1045)
 _UNKNOWN_DATABASE = 1049
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,22 @@ def startup_problems(
 
 def refuses_to_start(problems: Collection[StartupProblem]) -> bool:
     return any(p.fatal for p in problems)
+
+
+def check_at_worker_start(
+    engine: Engine, consumed_queues: Collection[str] | None, queue_prefix: str
+) -> list[StartupProblem]:
+    """Log every problem (WARNING, or ERROR for those that stop the worker); raise
+    ``ConfigError`` with them when the worker cannot apply anything, else return them."""
+    problems = startup_problems(engine, consumed_queues, queue_prefix)
+    for problem in problems:
+        logger.log(problem.level, "beeorm worker start: %s", problem.message)
+    if refuses_to_start(problems):
+        raise ConfigError(
+            "this worker cannot apply any batch: "
+            + "; ".join(p.message for p in problems if p.fatal)
+        )
+    return problems
 
 
 def _queue_problems(engine: Engine, consumed: Collection[str], prefix: str) -> list[StartupProblem]:

@@ -4,11 +4,12 @@ real Celery worker processes logging them (or refusing to start)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from beeorm_celery import Engine, Registry
 from beeorm_celery.startup import refuses_to_start, startup_problems
-from tests.support import models
-from tests.support.services import with_database
+from tests.support import models, services
+from tests.support.services import wait_until, with_database
 
 PREFIX = "beeorm."
 ALL_QUEUES = [PREFIX + g for g in models.GROUPS]
@@ -86,3 +87,75 @@ def test_a_redis_that_does_not_answer_is_a_warning_naming_the_pool(
     assert not refuses_to_start(problems)
     assert "Redis pool 'default'" in problem.message
     assert "does not answer" in problem.message
+
+
+# --- real worker processes (tests/support/workers.py)
+
+
+def test_a_worker_consuming_only_the_celery_queue_warns_and_names_the_queues(
+    celery_harness: Callable[..., Any],
+) -> None:
+    h = celery_harness()
+
+    worker = h.start_worker(concurrency=1, queue_names="celery")
+
+    log = worker.log()
+    assert "WARNING" in log
+    assert "consumes no async flush queue (it consumes: celery)" in log
+    assert "-Q beeorm.catalog,beeorm.counters,beeorm.notes" in log
+
+
+def test_a_worker_on_its_queues_with_everything_in_place_says_nothing(
+    celery_harness: Callable[..., Any],
+) -> None:
+    h = celery_harness()
+
+    worker = h.start_worker(concurrency=1)
+
+    assert "beeorm worker start" not in worker.log()
+
+
+def test_a_worker_whose_database_does_not_exist_refuses_to_start_saying_the_fix(
+    celery_harness: Callable[..., Any], mysql_url: str
+) -> None:
+    h = celery_harness()
+    missing = with_database(mysql_url, "bt_no_such_database_here")
+
+    worker = h.start_worker(concurrency=1, wait=False, env={"BEEORM_TEST_DB_URL": missing})
+
+    assert worker.process.wait(timeout=60) != 0
+    log = worker.log()
+    assert "database 'bt_no_such_database_here' does not exist" in log
+    assert "CREATE DATABASE `bt_no_such_database_here`" in log
+    assert " ready." not in log
+
+
+def test_a_worker_on_a_database_without_the_tables_warns_naming_update_schema(
+    celery_harness: Callable[..., Any], mysql_server_url: str
+) -> None:
+    h = celery_harness()
+    empty = services.new_database(mysql_server_url)
+    try:
+        worker = h.start_worker(concurrency=1, env={"BEEORM_TEST_DB_URL": empty})
+        log = worker.log()
+    finally:
+        h.close()  # stop the worker before its database goes
+        services.drop_database(empty)
+
+    assert "has no table" in log and "'product'" in log
+    assert "engine.update_schema()" in log
+
+
+def test_a_worker_whose_redis_does_not_answer_warns_naming_the_pool(
+    celery_harness: Callable[..., Any],
+) -> None:
+    h = celery_harness()
+
+    worker = h.start_worker(
+        concurrency=1, wait=False, env={"BEEORM_TEST_REDIS_URL": "redis://127.0.0.1:1/0"}
+    )
+
+    wait_until(lambda: "does not answer" in worker.log(), timeout_s=60, message=worker.log())
+    assert "Redis pool 'default', which holds the async flush logs, does not answer" in (
+        worker.log()
+    )

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from celery import Celery
 
 from beeorm_celery.asyncflush.worker import GroupWorker
-from beeorm_celery.celery.bootstep import sweep_step
+from beeorm_celery.celery.bootstep import startup_check_step, sweep_step
 from beeorm_celery.celery.routes import (
     DEFAULT_QUEUE_PREFIX,
     TASK_NAME,
@@ -73,6 +73,7 @@ def install(
     add_route(app, queue_prefix)
     if harden_redis_broker:
         use_hardened_transport(app)
+    app.steps["worker"].add(startup_check_step(engine, queue_prefix))
     if sweep:
         app.steps["worker"].add(sweep_step(worker))
     return task

@@ -119,9 +119,13 @@ class CeleryHarness:
         queues: tuple[str, ...] | None = None,
         extra_args: tuple[str, ...] = (),
         wait: bool = True,
+        queue_names: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> WorkerProcess:
+        """``queue_names`` replaces the -Q list made from ``queues``; ``env`` adds to or
+        overrides the worker's environment (e.g. another BEEORM_TEST_DB_URL)."""
         name = f"w{uuid.uuid4().hex[:6]}"
-        queue_names = ",".join(f"beeorm.{g}" for g in (queues or models.GROUPS))
+        queue_names = queue_names or ",".join(f"beeorm.{g}" for g in (queues or models.GROUPS))
         log_path = self.tmp_path / f"{name}.log"
         command = [
             sys.executable,
@@ -146,7 +150,11 @@ class CeleryHarness:
         ]
         with open(log_path, "wb") as log_file:  # the child keeps its own copy of the descriptor
             process = subprocess.Popen(
-                command, cwd=REPO, env=self.env(), stdout=log_file, stderr=subprocess.STDOUT
+                command,
+                cwd=REPO,
+                env={**self.env(), **(env or {})},
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
             )
         worker = WorkerProcess(process, log_path, name)
         self.workers.append(worker)
