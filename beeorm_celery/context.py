@@ -7,8 +7,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from beeorm_celery.asyncflush.producer import flush_async
 from beeorm_celery.entity import Entity, field_values
 from beeorm_celery.failures import reading
+from beeorm_celery.flush import flush_sync
 from beeorm_celery.operations import Operation, OpKind, keyed_columns
 from beeorm_celery.reads import Reader
 
@@ -106,8 +108,6 @@ class Context:
 
     def flush(self) -> None:
         """Validate, run all SQL in one transaction per MySQL pool, then update the caches."""
-        from beeorm_celery.flush import flush_sync
-
         ops = self._operations()
         if ops:
             flush_sync(self.engine, ops)
@@ -117,11 +117,10 @@ class Context:
         """Validate, update the caches at once, and queue the SQL for the workers.
 
         One batch per async group, appended to the group's log in Redis together with the
-        cache writes (one round trip per Redis pool); a Celery task is published only for a
-        group that has none waiting.
+        cache writes (one round trip per Redis pool); the installed adapter (``install()``)
+        wakes a worker only for a group with no wake-up on its way. Without an adapter the
+        batches wait for a running worker's periodic sweep.
         """
-        from beeorm_celery.asyncflush.producer import flush_async
-
         ops = self._operations()
         if ops:
             flush_async(self.engine.async_parts, ops)
