@@ -62,6 +62,7 @@ class Findings:
     batches_expected: dict[str, int] = field(default_factory=dict)
     batches_applied: dict[str, int] = field(default_factory=dict)
     pending: dict[str, int] = field(default_factory=dict)  # log entries left after the drain
+    log_losses: dict[str, int] = field(default_factory=dict)  # logs found lost (Redis lost data)
     dead_letters_provoked: int = 0  # expected and found, once each
     dead_letters_missing: int = 0  # provoked but not found
     dead_letters_unexpected: int = 0
@@ -88,6 +89,7 @@ class Findings:
             or self.dead_letters_unexpected
             or self.poison_applied
             or any(self.pending.values())
+            or any(self.log_losses.values())
             or self.worker_failures
         )
 
@@ -130,6 +132,7 @@ class Checker:
 
     def run(self, worker_logs: list[Path]) -> Findings:
         self._pending()
+        self._log_losses()
         self._state()
         self._audit()
         self._batches()
@@ -150,6 +153,18 @@ class Checker:
                 at = f"garbage entry {head} ({what})" if what else f"batch {head}"
                 self.findings.problem(
                     "left in the logs", f"group {group}: {pending} batches wait behind {at}"
+                )
+
+    def _log_losses(self) -> None:
+        """A lost log means Redis lost acknowledged batches: the losses found below are those."""
+        for group, stats in self.reader.async_stats().items():
+            lost = self.findings.log_losses[group] = int(stats["log_losses"])
+            if lost:
+                at = ", ".join(str(n) for n in self.faults.redis_pending_at_kill) or "none"
+                self.findings.problem(
+                    "log losses",
+                    f"group {group}: its log was lost {lost} time(s); batches pending at each "
+                    f"Redis kill: {at}",
                 )
 
     def _state(self) -> None:

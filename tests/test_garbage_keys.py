@@ -1,12 +1,18 @@
-"""Garbage that once stopped workers: a broker queue key that is not a list."""
+"""Garbage that once stopped workers or sweeps: a broker queue key that is not a list, a log
+entry whose id is in the future."""
 
 from __future__ import annotations
 
+import time
+
 import redis
 
+from beeorm_celery import consume_async_flush_events
+from beeorm_celery.asyncflush.transport import WakeUp
+from beeorm_celery.asyncflush.worker import GroupWorker
 from tests.support.models import Counter
 from tests.support.services import wait_until
-from tests.support.sql import scalar
+from tests.support.sql import query, scalar
 
 
 def test_a_queue_key_of_the_wrong_type_is_moved_aside_and_the_worker_goes_on(celery_harness):
@@ -32,3 +38,35 @@ def test_a_queue_key_of_the_wrong_type_is_moved_aside_and_the_worker_goes_on(cel
     )
     assert worker.alive()
     assert "moved aside" in worker.log()
+
+
+def test_a_log_entry_from_the_future_is_dead_lettered_and_the_group_goes_on(make_engine):
+    engine = make_engine(Counter)
+    ctx = engine.new_context()
+    ctx.new_entity(Counter, name="a", value=1)
+    ctx.flush_async()
+    client = engine.redis("default")
+    key = engine.keys.log("counters")
+    ((_, fields),) = client.xrange(key)
+    # The fields of a real batch under an id ten years ahead: only the id is wrong.
+    future = f"{int(time.time() * 1000) + 10 * 365 * 24 * 3600 * 1000}-0"
+    client.xadd(key, fields, id=future)
+    ctx.new_entity(Counter, name="b", value=2)
+    ctx.flush_async()  # queued after it: Redis gives it an id just above the future one
+    consume_async_flush_events(engine)
+    assert dict(query(engine, "SELECT name, value FROM counter")) == {"a": 1, "b": 2}
+    (dead,) = engine.dead_letters.list()
+    assert dead.batch_id == future and "future" in dead.error
+    assert engine.async_stats()["counters"].pending == 0
+
+    # Later batches still carry ids from that time: the sweep still wakes the group.
+    ctx.new_entity(Counter, name="c", value=3)
+    ctx.flush_async()
+    woken: list[str] = []
+
+    class Recorder:
+        def wake(self, wake: WakeUp) -> None:
+            woken.append(wake.group)
+
+    GroupWorker(engine.async_parts, Recorder()).sweep(at_start=False)
+    assert woken == ["counters"]

@@ -44,11 +44,18 @@ class Drain:
         self.group = group
         self.settings = parts.settings
         self.pool = parts.mysql[pool_name]
+        self._columns = parts.applied_columns
         self.log = GroupLog(parts, group)
         invalidation = Invalidation(parts.caches.drop)
         self.isolation = Isolation(group, self.settings, self.log, DeadLetters(parts), invalidation)
         self.step = TransactionStep(
-            group, parts, self.settings, self.log, self.isolation, invalidation
+            group,
+            parts,
+            self.settings,
+            self.log,
+            self.isolation,
+            invalidation,
+            parts.pending_memory,
         )
 
     def run(
@@ -124,6 +131,8 @@ class Drain:
             with conn.cursor() as cursor:
                 timeout_s = int(self.settings.lock_wait_timeout_s)
                 cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {timeout_s}")
+            # Outside any transaction: an ALTER TABLE would commit it.
+            self._columns.ensure(self.pool.name, conn)
         except BaseException:
             self.pool.release(conn, broken=True)
             raise

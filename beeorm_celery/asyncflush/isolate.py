@@ -161,7 +161,8 @@ class Isolation:
         if db_epoch == epoch and not after(batch_id, at):
             conn.rollback()
         else:
-            position.advance(cursor, self.group, epoch, batch_id, 0, 0)
+            pending = max(0, self.log.last_length - 1)
+            position.advance(cursor, self.group, epoch, batch_id, 0, 0, pending)
             conn.commit()
         self.log.trim_through(batch_id, hold_trigger=True)
         self.log.clear_failure()

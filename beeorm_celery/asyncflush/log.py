@@ -65,6 +65,7 @@ class GroupLog:
         self.failure_key = keys.head_failure(group)
         self.counters_key = keys.counters(group)
         self.trigger_ttl_ms = int(parts.settings.trigger_ttl_s * 1000)
+        self.last_length = 0
 
     # --- reading
 
@@ -73,7 +74,9 @@ class GroupLog:
         pipe = self.client.pipeline(transaction=False)
         pipe.get(self.epoch_key)
         pipe.xrange(self.log_key, "-", "+", count=count)
-        epoch, entries = pipe.execute()
+        pipe.xlen(self.log_key)
+        epoch, entries, length = pipe.execute()
+        self.last_length = int(length)  # how many were pending: reported if this log is lost
         return (epoch.decode() if epoch else None), _entries(entries)
 
     def length(self) -> int:

@@ -8,9 +8,10 @@ adapter receives it through ``install(app, engine)`` and attaches its waker to `
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from beeorm_celery.asyncflush.log_loss import ColumnsCheck, PendingMemory
 from beeorm_celery.asyncflush.settings import AsyncFlushSettings
 from beeorm_celery.asyncflush.transport import WakerSlot
 from beeorm_celery.keys import Keys
@@ -50,7 +51,8 @@ class AsyncParts:
     the registered schema a batch's operation names (None: unknown); ``log_redis()`` returns the
     client of the Redis pool holding the logs (connected lazily, safe after ``fork()``), and
     ``log_redis_guard`` checks that server never evicts (None: no such pool registered);
-    ``wakers`` is where an adapter attaches its ``Waker``.
+    ``wakers`` is where an adapter attaches its ``Waker``. ``pending_memory`` and
+    ``applied_columns`` are this process's part of noticing a lost log (``log_loss.py``).
     """
 
     keys: Keys
@@ -63,3 +65,5 @@ class AsyncParts:
     mysql: Mapping[str, MySQLPool]
     caches: CacheHooks
     wakers: WakerSlot
+    pending_memory: PendingMemory = field(default_factory=PendingMemory)
+    applied_columns: ColumnsCheck = field(default_factory=ColumnsCheck)

@@ -30,6 +30,8 @@ APPLIED_TABLE_SQL = (
     "  `last_batch_id` VARCHAR(41) NOT NULL DEFAULT '0-0',\n"
     "  `applied_batches` BIGINT UNSIGNED NOT NULL DEFAULT 0,\n"
     "  `applied_operations` BIGINT UNSIGNED NOT NULL DEFAULT 0,\n"
+    "  `log_losses` BIGINT UNSIGNED NOT NULL DEFAULT 0,\n"
+    "  `pending_seen` BIGINT UNSIGNED NOT NULL DEFAULT 0,\n"
     "  `updated_at` DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),\n"
     "  PRIMARY KEY (`async_group`)\n"
     f") {TABLE_OPTIONS}"
@@ -42,7 +44,23 @@ LOCK_SQL = (
 ADVANCE_SQL = (
     f"UPDATE `{APPLIED_TABLE}` SET `epoch` = %s, `last_batch_id` = %s, "
     "`applied_batches` = `applied_batches` + %s, `applied_operations` = `applied_operations` + %s, "
-    "`updated_at` = NOW(6) WHERE `async_group` = %s"
+    "`pending_seen` = %s, `updated_at` = NOW(6) WHERE `async_group` = %s"
+)
+# Columns added after the table's first release: added where missing (update_schema, or the
+# first worker of a process, see log_loss.ColumnsCheck).
+ADDED_COLUMNS = {
+    "log_losses": "BIGINT UNSIGNED NOT NULL DEFAULT 0",  # logs found lost (log_loss.py)
+    "pending_seen": "BIGINT UNSIGNED NOT NULL DEFAULT 0",  # the backlog at the last move
+}
+_COLUMNS_SQL = (
+    "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+    "AND TABLE_NAME = %s"
+)
+_PENDING_SEEN_SQL = f"SELECT `pending_seen` FROM `{APPLIED_TABLE}` WHERE `async_group` = %s"
+_RECORD_LOSS_SQL = (
+    f"UPDATE `{APPLIED_TABLE}` SET `epoch` = %s, `last_batch_id` = '0-0', "
+    "`log_losses` = `log_losses` + 1, `pending_seen` = 0, `updated_at` = NOW(6) "
+    "WHERE `async_group` = %s"
 )
 _EXISTS_SQL = f"SELECT 1 FROM `{APPLIED_TABLE}` WHERE `async_group` = %s"
 _CREATE_ROW_SQL = f"INSERT IGNORE INTO `{APPLIED_TABLE}` (`async_group`) VALUES (%s)"
@@ -85,10 +103,40 @@ def lock(conn: Connection[Any], cursor: Cursor, group: str) -> tuple[str, str] |
 
 
 def advance(
-    cursor: Cursor, group: str, epoch: str, batch_id: str, batches: int, operations: int
+    cursor: Cursor,
+    group: str,
+    epoch: str,
+    batch_id: str,
+    batches: int,
+    operations: int,
+    pending: int = 0,
 ) -> None:
-    """Move the locked row to ``batch_id`` (commit with the batches' statements)."""
-    cursor.execute(ADVANCE_SQL, (epoch, batch_id, batches, operations, group))
+    """Move the locked row to ``batch_id`` (commit with the batches' statements); ``pending``:
+    the batches left in the log after these (reported if the log is lost later)."""
+    cursor.execute(ADVANCE_SQL, (epoch, batch_id, batches, operations, pending, group))
+
+
+def record_loss(cursor: Cursor, group: str, new_epoch: str) -> int:
+    """The locked row's log was lost: count it, point the position at the new log's start.
+    Returns the batches the row last saw pending (commit follows)."""
+    cursor.execute(_PENDING_SEEN_SQL, (group,))
+    row = cursor.fetchone()
+    cursor.execute(_RECORD_LOSS_SQL, (new_epoch, group))
+    return int(row[0]) if row is not None else 0
+
+
+def missing_column_alters(conn: Connection[Any]) -> list[str]:
+    """ALTER TABLE statements adding ``ADDED_COLUMNS`` where an existing table lacks them."""
+    with conn.cursor() as cursor:
+        cursor.execute(_COLUMNS_SQL, (APPLIED_TABLE,))
+        present = {str(row[0]) for row in cursor.fetchall()}
+    if not present:
+        return []  # no table yet: it is created with every column
+    return [
+        f"ALTER TABLE `{APPLIED_TABLE}` ADD COLUMN `{name}` {definition}"
+        for name, definition in ADDED_COLUMNS.items()
+        if name not in present
+    ]
 
 
 def applied_counts(
@@ -136,4 +184,4 @@ def table_alters(conn: Connection[Any]) -> list[str]:
     with conn.cursor() as cursor:
         cursor.execute(_TABLE_EXISTS_SQL, (APPLIED_TABLE,))
         found = cursor.fetchone()
-    return [] if found else [APPLIED_TABLE_SQL]
+    return missing_column_alters(conn) if found else [APPLIED_TABLE_SQL]

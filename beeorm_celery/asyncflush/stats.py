@@ -32,6 +32,7 @@ class GroupStats:
     # WAKE_ON_ITS_WAY, WAKE_SWEEP (pending, and only a worker's periodic sweep will wake it:
     # queued by a process without an adapter installed, or its wake-up failed), or WAKE_IDLE
     wake: str = WAKE_IDLE
+    log_losses: int = 0  # times a worker found this group's log lost (kept in MySQL)
 
     def __getitem__(self, name: str) -> Any:
         return getattr(self, name)
@@ -53,7 +54,7 @@ def async_stats(parts: AsyncParts) -> dict[str, GroupStats]:
         pipe.hlen(keys.dead(group))
         pipe.exists(keys.trigger(group))
     raw = pipe.execute()
-    applied = position.applied_counts(parts.mysql, parts.async_groups)
+    rows = position.applied_rows(parts.mysql, parts.async_groups)
     now_ms = time.time() * 1000
     stats: dict[str, GroupStats] = {}
     for n, group in enumerate(groups):
@@ -62,7 +63,9 @@ def async_stats(parts: AsyncParts) -> dict[str, GroupStats]:
         if first:
             entry_id = first[0][0]
             oldest = max(0.0, (now_ms - parse_id(entry_id.decode())[0]) / 1000)
-        batches, operations = applied.get(group, (0, 0))
+        row = rows.get(group, {})
+        batches = int(row.get("applied_batches") or 0)
+        operations = int(row.get("applied_operations") or 0)
         wake = WAKE_ON_ITS_WAY if trigger else WAKE_SWEEP if int(length) else WAKE_IDLE
         stats[group] = GroupStats(
             group,
@@ -73,5 +76,6 @@ def async_stats(parts: AsyncParts) -> dict[str, GroupStats]:
             operations,
             bool(trigger),
             wake,
+            log_losses=int(row.get("log_losses") or 0),
         )
     return stats

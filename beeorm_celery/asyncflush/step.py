@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import pymysql
 
-from beeorm_celery.asyncflush import position
+from beeorm_celery.asyncflush import future_ids, log_loss, position
 from beeorm_celery.asyncflush.batch import PAYLOAD_FIELD, Batch, SchemaLookup, decode_entry
 from beeorm_celery.asyncflush.log import Entry, GroupLog, after
 from beeorm_celery.asyncflush.report import DrainReport, Outcome
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
     from beeorm_celery.asyncflush.invalidate import Invalidation
     from beeorm_celery.asyncflush.isolate import Isolation
+    from beeorm_celery.asyncflush.log_loss import PendingMemory
     from beeorm_celery.asyncflush.settings import AsyncFlushSettings
 
 logger = logging.getLogger(__name__)
@@ -47,8 +49,10 @@ class TransactionStep:
         log: GroupLog,
         isolation: Isolation,
         invalidation: Invalidation,
+        pending_memory: PendingMemory,
     ) -> None:
         self.group = group
+        self.pending_memory = pending_memory  # what this process saw pending, per group
         self.schemas = schemas
         self.settings = settings
         self.log = log
@@ -69,18 +73,19 @@ class TransactionStep:
         log_epoch, entries = self.log.read(max_batches)
         self.caught_up = len(entries) < max_batches
         if log_epoch is None:
-            if not entries:
+            if not entries and not db_epoch:
                 conn.rollback()
                 return Outcome.EMPTY
+            # No epoch where MySQL knows one: the log was lost, even if nothing came since.
             log_epoch = self.log.set_epoch_if_missing(uuid.uuid4().hex)
         if log_epoch != db_epoch:
             if db_epoch:
-                logger.warning(
-                    "async group %r: its log was recreated (Redis lost it?); applying the new "
-                    "log from its first entry",
-                    self.group,
-                )
+                remembered = self.pending_memory.get(self.group)
+                log_loss.record_loss(cursor, self.group, log_epoch, at, remembered)
+                conn.commit()
+                return Outcome.PROGRESS
             at = "0-0"
+        self.pending_memory.saw(self.group, self.log.last_length)
         if entries and not after(entries[0][0], at):
             conn.rollback()  # applied before, trim missed (e.g. the worker died after COMMIT)
             self.log.trim_through(at, hold_trigger=True)
@@ -88,7 +93,7 @@ class TransactionStep:
         if not entries:
             conn.rollback()
             return Outcome.EMPTY
-        chunk, payloads = self._decode_chunk(conn, cursor, entries, log_epoch, report)
+        chunk, payloads = self._decode_chunk(conn, cursor, entries, log_epoch, at, report)
         if not chunk:
             return Outcome.PROGRESS  # the head was malformed and is dead-lettered
         return self._apply(conn, cursor, chunk, payloads, log_epoch, single, report)
@@ -99,13 +104,19 @@ class TransactionStep:
         cursor: Cursor,
         entries: list[Entry],
         epoch: str,
+        at: str,
         report: DrainReport,
     ) -> tuple[list[Batch], dict[str, bytes]]:
         chunk: list[Batch] = []
         payloads: dict[str, bytes] = {}
         operations = 0
+        previous = at
+        now_ms = time.time() * 1000
         for entry_id, fields in entries:
             try:
+                if future_ids.jumped_ahead(entry_id, previous, now_ms):
+                    raise MalformedBatchError(future_ids.reason(entry_id))
+                previous = entry_id
                 batch = decode_entry(self.schemas, self.group, entry_id, fields, self._secret)
             except MalformedBatchError as e:
                 if chunk:
@@ -140,7 +151,8 @@ class TransactionStep:
         try:
             for statement, _ in planned:
                 cursor.execute(statement)
-            position.advance(cursor, self.group, epoch, last_id, len(chunk), len(ops))
+            pending = max(0, self.log.last_length - len(chunk))
+            position.advance(cursor, self.group, epoch, last_id, len(chunk), len(ops), pending)
             conn.commit()
         except pymysql.MySQLError as e:
             _rollback(conn)

@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 
+from beeorm_celery.asyncflush import future_ids
 from beeorm_celery.asyncflush.backoff import backoff_s
 from beeorm_celery.asyncflush.drain import Drain
 from beeorm_celery.asyncflush.enqueue import wake
@@ -95,7 +96,7 @@ class GroupWorker:
         now_ms = time.time() * 1000
         groups = self.groups
         for group, oldest in zip(groups, GroupLog.oldest_of(self.parts, groups), strict=True):
-            if oldest is None or now_ms - oldest < min_age_s * 1000:
+            if oldest is None or not future_ids.due(oldest, now_ms, min_age_s):
                 continue
             log = GroupLog(self.parts, group)
             if at_start:

@@ -70,6 +70,7 @@ def stats_table(stats: Mapping[str, GroupStats], caption: str | None = None) -> 
     table.add_column("group", no_wrap=True)
     for name in ("pending", "oldest pending s", "dead letters", "applied batches", "applied ops"):
         table.add_column(name, justify="right")
+    table.add_column("log losses", justify="right")
     table.add_column("wake-up")
     for group, s in stats.items():
         table.add_row(
@@ -79,6 +80,7 @@ def stats_table(stats: Mapping[str, GroupStats], caption: str | None = None) -> 
             Text(str(s.dead_letters), style="bold red" if s.dead_letters else ""),
             str(s.applied),
             str(s.applied_operations),
+            Text(str(s.log_losses), style="bold red" if s.log_losses else ""),
             _WAKE_LABELS.get(s.wake, s.wake),
         )
     return table
