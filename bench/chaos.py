@@ -74,7 +74,8 @@ class ChaosConfig:
     drain_timeout_s: float
     seed: int
     fault_kinds: tuple[str, ...] = FAULT_KINDS
-    redis_url: str | None = None  # None: BEEORM_TEST_REDIS_URL, or the local default
+    redis_url: str | None = None  # the broker's; None: BEEORM_TEST_REDIS_URL, or the default
+    redis_aof: bool = True  # False: the log's Redis keeps nothing, so a restart loses data
     async_options: dict[str, Any] = field(default_factory=lambda: dict(ASYNC_OPTIONS))
 
 
@@ -207,7 +208,7 @@ class _Run:
         self.mariadb = PrivateMariaDB()
         shared = config.redis_url or os.environ.get("BEEORM_TEST_REDIS_URL", DEFAULT_REDIS_URL)
         # The logs and caches on a Redis of the run's own, so it can be killed and restarted.
-        self.redis = PrivateRedis(aof=True)
+        self.redis = PrivateRedis(aof=config.redis_aof)
         self.endpoints = Endpoints(
             mysql_url=self.mariadb.url,
             redis_url=self.redis.url(),
@@ -384,8 +385,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--short", action="store_true", help="the short version make test runs")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the logs of a passing run")
+    parser.add_argument(
+        "--no-aof",
+        action="store_true",
+        help="run the log's Redis without persistence: its restarts lose data, and the report "
+        "must say so (FAIL, with the log losses)",
+    )
     args = parser.parse_args(argv)
     config = SHORT if args.short else FULL
+    if args.no_aof:
+        config = replace(config, redis_aof=False)
     if args.seed is not None:
         config = replace(config, seed=args.seed)
     report = run(config, keep=args.keep)

@@ -180,7 +180,8 @@ class Faults:
         self.log.redis_pending_at_kill.append(pending)
         self.log.note(
             "redis_restart",
-            f"SIGKILL redis-server (AOF everysec) with {pending} batches pending, down "
+            f"SIGKILL redis-server ({'AOF everysec' if self.log_redis.aof else 'no persistence'}) "
+            f"with {pending} batches pending, down "
             f"{down:.1f}s, loaded in {time.monotonic() - started:.1f}s",
         )
 

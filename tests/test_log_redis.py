@@ -99,3 +99,20 @@ def test_no_persistence_warns_at_worker_start_and_in_stats(
     finally:
         bare_engine.close()
         durable_engine.close()
+
+
+def test_a_celery_worker_warns_at_start_when_the_log_redis_keeps_nothing(
+    servers, mysql_url, broker_url, key_prefix, tmp_path
+) -> None:
+    from tests.support.services import wait_until
+    from tests.support.workers import CeleryHarness
+
+    bare = PrivateRedis()
+    servers.append(bare)
+    bare.start()
+    harness = CeleryHarness(mysql_url, bare.url(), broker_url, key_prefix, tmp_path, {})
+    try:
+        worker = harness.start_worker(concurrency=1)
+        wait_until(lambda: "without persistence" in worker.log(), timeout_s=10)
+    finally:
+        harness.close()
