@@ -110,6 +110,7 @@ class LogRedisGuard:
         self._url = url
         self._info: LogRedisInfo | None = None
         self._lock = threading.Lock()
+        self._reported = False  # once per process: consume_async_flush_events may run in a loop
 
     def _ask(self) -> LogRedisInfo:
         client = redis.Redis.from_url(
@@ -145,7 +146,9 @@ class LogRedisGuard:
             raise info.policy_error()
 
     def report_at_worker_start(self) -> None:
-        """Workers: ERROR for an evicting policy, WARNING without persistence."""
+        """Workers: ERROR for an evicting policy, WARNING without persistence (once)."""
+        if self._reported:
+            return
         info = self.info()
         if info is None:
             logger.warning(
@@ -154,6 +157,7 @@ class LogRedisGuard:
                 self.pool,
             )
             return
+        self._reported = True
         if info.evicts:
             logger.error("%s (this worker keeps applying what is queued)", info.policy_error())
         if info.persistent is False:
