@@ -18,6 +18,7 @@ key                                    type        holds
 ``bo:{g:catalog}:trigger``             string      set while a task is on its way or running
 ``bo:{g:catalog}:dead``                hash        batch id -> dead letter (JSON)
 ``bo:{g:catalog}:dead:at``             zset        batch id scored by failure time
+``bo:{g:catalog}:dead:replayed:<id>``  string      a replayed dead letter, for its history
 ``bo:{g:catalog}:fail``                hash        head batch's failure record (attempts...)
 ``bo:{g:catalog}:holds``               hash        cause -> time its wait ran out (schema lag...)
 ``bo:{g:catalog}:counters``            hash        running totals for metrics (retries)
@@ -95,6 +96,9 @@ class Keys:
 
     def dead_index(self, group: str) -> str:
         return self.group(group, "dead:at")
+
+    def dead_replayed(self, group: str, batch_id: str) -> str:
+        return self.group(group, f"dead:replayed:{batch_id}")
 
     def head_failure(self, group: str) -> str:
         return self.group(group, "fail")

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from beeorm_celery.asyncflush.batch import Batch, check_signature, decode_payload
+from beeorm_celery.asyncflush.dead_history import DeadLetterEvent, merged, replay_record
 from beeorm_celery.asyncflush.enqueue import enqueue_and_wake
 from beeorm_celery.errors import (
     AsyncFlushError,
@@ -45,6 +46,8 @@ class DeadLetter:
     ``"schema_lag"`` (upgrade workers / run update_schema, then retry), ``"signature"`` (fix
     the secret, then retry: the kept ``signature`` must verify), ``"decode"`` (this worker
     refused a value or a missing column), ``"packet"`` (raise max_allowed_packet), or None.
+    A replay that fails again continues the history of the dead letter it replayed:
+    ``first_failed_at`` stays, ``attempts`` adds up, ``history`` lists every failure and replay.
     """
 
     id: str
@@ -62,6 +65,9 @@ class DeadLetter:
     payload: bytes = field(default=b"", repr=False)
     cause: str | None = None
     signature: bytes | None = field(default=None, repr=False)
+    # every failure and replay, oldest first, once it was replayed (dead_history.py); empty:
+    # its one failure is the record itself (``dead_history.events`` gives both forms)
+    history: tuple[DeadLetterEvent, ...] = ()
 
     def to_json(self) -> bytes:
         data = {
@@ -79,6 +85,7 @@ class DeadLetter:
             "payload": base64.b64encode(self.payload).decode(),
             "cause": self.cause,
             "signature": self.signature.decode() if self.signature else None,
+            "history": [event.as_json() for event in self.history],
         }
         return json.dumps(data, ensure_ascii=False).encode()
 
@@ -101,6 +108,7 @@ class DeadLetter:
             payload=base64.b64decode(data.get("payload", "")),
             cause=data.get("cause"),
             signature=data["signature"].encode() if data.get("signature") else None,
+            history=tuple(DeadLetterEvent.from_json(e) for e in data.get("history") or ()),
         )
 
 
@@ -176,7 +184,14 @@ class DeadLetters:
         """
         dead = self.get(dead_letter_id)
         batch = self._replayable(dead)
-        replay = Batch(dead.group, batch.operations, int(time.time() * 1000), dead.id)
+        now = time.time()
+        replay = Batch(dead.group, batch.operations, int(now * 1000), dead.id)
+        # kept first: should the replay fail again, its dead letter continues this history
+        self.client.set(
+            self.keys.dead_replayed(dead.group, dead.batch_id),
+            replay_record(dead, now),
+            ex=max(1, int(self.parts.settings.dead_letter_max_age_s)),
+        )
         (queued,) = enqueue_and_wake(
             self.parts,
             [replay],
@@ -267,8 +282,19 @@ class DeadLetters:
     # --- used by the applier
 
     def store(self, dead: DeadLetter) -> None:
-        """Keep ``dead`` (replacing a previous record of the same batch), then apply the limits."""
+        """Keep ``dead`` (replacing a previous record of the same batch), then apply the limits.
+
+        A replay's failure continues the history of the dead letter it replayed (its first
+        failure, its attempts, its replay times), if that record is still kept.
+        """
         settings = self.parts.settings
+        if dead.replay_of:
+            group, replayed_batch = split_id(dead.replay_of)
+            kept = cast(
+                bytes | None, self.client.get(self.keys.dead_replayed(group, replayed_batch))
+            )
+            if kept is not None:
+                dead = merged(dead, kept)
         dead_key, index_key = self.keys.dead(dead.group), self.keys.dead_index(dead.group)
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(dead_key, dead.batch_id, dead.to_json())

@@ -17,6 +17,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from beeorm_celery.asyncflush.dead_history import DeadLetterEvent, events
 from beeorm_celery.asyncflush.stats import WAKE_IDLE, WAKE_ON_ITS_WAY, WAKE_SWEEP
 
 if TYPE_CHECKING:
@@ -103,7 +104,38 @@ def dead_json(dead: DeadLetter) -> dict[str, Any]:
         "sql": list(dead.sql),
         "malformed": dead.malformed,
         "replay_of": dead.replay_of,
+        "history": [_event_json(e) for e in events(dead)],
     }
+
+
+def _event_json(event: DeadLetterEvent) -> dict[str, Any]:
+    data: dict[str, Any] = {"kind": event.kind, "at": event.at.isoformat()}
+    data["batch_id"] = event.batch_id
+    if event.kind == "failed":
+        data["first_at"] = event.first_at.isoformat() if event.first_at else None
+        data["attempts"] = event.attempts
+        data["error_code"] = event.error_code
+        data["error"] = event.error
+    return data
+
+
+def history_lines(dead: DeadLetter) -> list[str]:
+    """One line per failure and replay, oldest first."""
+    lines = []
+    for event in events(dead):
+        if event.kind == "replayed":
+            lines.append(f"{when(event.at)}  replayed")
+            continue
+        code = "-" if event.error_code is None else str(event.error_code)
+        tries = "1 attempt" if event.attempts == 1 else f"{event.attempts} attempts"
+        since = ""
+        if event.first_at is not None and event.attempts > 1:
+            since = f" since {when(event.first_at)}"
+        lines.append(
+            f"{when(event.at)}  failed as batch {event.batch_id} ({tries}{since}): "
+            f"{code} {flat(event.error)}"
+        )
+    return lines
 
 
 def dead_table(dead_letters: Sequence[DeadLetter], total: int, width: int | None) -> Table:
@@ -167,6 +199,11 @@ def dead_detail(dead: DeadLetter) -> RenderableType:
     for name, value in rows:
         fields.add_row(name, Text(value))
     parts: list[RenderableType] = [fields, Text()]
+    history = history_lines(dead)
+    if len(history) > 1:  # replayed at least once: the whole story
+        parts.append(Text("history (oldest first):", style="bold"))
+        parts += [Text(line) for line in history]
+        parts.append(Text())
     parts.append(Text("failing statement:", style="bold"))
     parts.append(Text(dead.failing_statement or "-"))
     parts.append(Text())
