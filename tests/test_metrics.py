@@ -16,6 +16,7 @@ from urllib.parse import urlparse, urlunparse
 
 import httpx
 import pytest
+import redis
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -284,3 +285,27 @@ def test_retries_and_the_failing_head_show_while_a_row_lock_holds_the_group(
     assert done[("beeorm_async_pending", "counters")] == 0
     assert done[("beeorm_async_head_attempts", "counters")] == 0
     assert done[("beeorm_async_retries_total", "counters")] >= 2  # a counter: it stays
+
+
+def test_a_lost_log_is_counted_in_log_losses_total(
+    make_engine: Callable[..., Engine], redis_url: str
+) -> None:
+    engine = make_engine(*models.ALL)
+    ctx = engine.new_context()
+    ctx.new_entity(models.Note, text="applied")
+    ctx.flush_async()
+    consume_async_flush_events(engine)  # MySQL now holds the notes log's epoch
+    keys = engine.async_parts.keys
+    # the log and its epoch vanish, as when Redis restarts without its data
+    redis.Redis.from_url(redis_url).delete(keys.log("notes"), keys.epoch("notes"))
+    ctx.new_entity(models.Note, text="on a new log")
+    ctx.flush_async()
+    consume_async_flush_events(engine)  # finds another epoch: counts the loss
+    prometheus = CollectorRegistry()
+    prometheus.register(AsyncFlushCollector(engine))
+
+    m = parse(generate_latest(prometheus).decode())
+
+    assert m[("beeorm_async_log_losses_total", "notes")] == 1
+    assert m[("beeorm_async_log_losses_total", "counters")] == 0
+    assert engine.async_stats()["notes"].log_losses == 1
