@@ -2,7 +2,8 @@
 
 Writes never delete what they replace: a delete leaves a tombstone, a reference list keeps
 ``id -> 0``. So a reader that fills the cache from a stale MySQL read (SET NX / HSETNX) can
-never bring back an old state; see ``keys`` for the layout.
+never bring back an old state; see ``keys`` for the layout and ``cache_patch`` for how a
+flush patches rows.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from beeorm_celery.keys import COMPLETE_FIELD, STALE, STALE_TTL_S, TOMBSTONE, Keys
+from beeorm_celery.keys import COMPLETE_FIELD, STALE, STALE_TTL_S, Keys
 from beeorm_celery.operations import Operation, OpKind
 
 if TYPE_CHECKING:
@@ -63,51 +64,22 @@ def _ref_id(value: Any) -> int | None:
 
 
 class CacheWrites:
-    """The Redis writes of one flush for one Redis pool, merged into few commands.
+    """The list-hash writes of one flush for one Redis pool (reference and all-ids lists).
 
-    Every key keeps only its last value (in operation order), so one MSET carries all plain
-    values, one SET EX each tombstone, and one HSET each list hash, whatever the number of
-    operations: a flush of 100 entities stays a handful of commands.
+    Every field keeps only its last value (in operation order): one HSET per hash, whatever
+    the number of operations. Entity rows and unique keys are patched and claimed by the
+    flush scripts instead (``cache_patch``, ``unique_claims``).
     """
 
-    def __init__(self, keys: Keys, tombstone_ttl_s: int) -> None:
-        self.keys = keys
-        self.tombstone_ttl_s = tombstone_ttl_s
-        self.values: dict[str, bytes] = {}  # key -> value (None-TTL) ...
-        self.tombstones: dict[str, bool] = {}  # ... or a tombstone with a TTL
+    def __init__(self) -> None:
         self.hashes: dict[str, dict[str, str]] = {}
-
-    def _set(self, key: str, value: bytes) -> None:
-        self.tombstones.pop(key, None)
-        self.values[key] = value
-
-    def _tombstone(self, key: str) -> None:
-        self.values.pop(key, None)
-        self.tombstones[key] = True
 
     def _hset(self, key: str, field: int, value: str) -> None:
         self.hashes.setdefault(key, {})[str(field)] = value
 
-    def add(self, op: Operation) -> None:
-        """Record the writes that make the cache show ``op``'s result."""
+    def add(self, keys: Keys, op: Operation) -> None:
+        """Record the list writes that make the cache show ``op``'s result."""
         schema = op.schema
-        keys = self.keys
-        if op.kind is OpKind.DELETE:
-            self._tombstone(keys.entity(schema, op.id))
-        else:
-            assert op.full is not None
-            self._set(keys.entity(schema, op.id), encoded_row(op))
-        for index in schema.unique_indexes.values():
-            old = _index_values(op, index.columns, after=False)
-            new = _index_values(op, index.columns, after=True)
-            old_key = keys.unique(schema, index.name, old) if old is not None else None
-            new_key = keys.unique(schema, index.name, new) if new is not None else None
-            if old_key == new_key:
-                continue
-            if old_key is not None:
-                self._tombstone(old_key)
-            if new_key is not None:
-                self._set(new_key, str(op.id).encode())
         for column in schema.cached_references:
             old_ref = _ref_id(op.before.get(column.name)) if op.kind is not OpKind.INSERT else None
             if op.kind is OpKind.DELETE:
@@ -126,10 +98,6 @@ class CacheWrites:
             self._hset(keys.all_ids(schema), op.id, "0" if op.kind is OpKind.DELETE else "1")
 
     def emit(self, pipe: Pipeline) -> None:
-        if self.values:
-            pipe.mset(self.values)
-        for key in self.tombstones:
-            pipe.set(key, TOMBSTONE, ex=self.tombstone_ttl_s)
         for key, fields in self.hashes.items():
             pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
 

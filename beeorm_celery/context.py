@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from beeorm_celery.asyncflush.producer import flush_async
-from beeorm_celery.entity import Entity, field_values
+from beeorm_celery.entity import Entity, Reference, field_values
+from beeorm_celery.errors import ValidationError
 from beeorm_celery.failures import reading
 from beeorm_celery.flush import flush_sync
 from beeorm_celery.operations import Operation, OpKind, keyed_columns
@@ -61,6 +62,7 @@ class Context:
         with reading(f"reserving an id for a new {schema.name}", schema.options.mysql_pool):
             state["id"] = self.engine.ids.next_id(schema)
         state["_bo_editable"] = True
+        state["_bo_unflushed"] = True  # until a flush stores it: no other context may use it
         self._tracked[(schema.table, state["id"])] = _Tracked(
             OpKind.INSERT, schema, entity, None, {}
         )
@@ -71,8 +73,17 @@ class Context:
         schema = self.engine.schema(type(entity))
         key = (schema.table, entity.id)
         tracked = self._tracked.get(key)
-        if tracked is not None and tracked.kind is not OpKind.DELETE:
+        if tracked is not None:
+            if tracked.kind is OpKind.DELETE:
+                raise ValidationError(
+                    schema.name,
+                    "id",
+                    "is deleted in this context (ctx.delete); an edit after the delete "
+                    "would silently drop it",
+                    entity.id,
+                )
             return tracked.entity  # type: ignore[return-value]
+        _refuse_unflushed(schema, entity)
         copy = type(entity).__new__(type(entity))
         before = field_values(entity)
         copy.__dict__.update(before)
@@ -88,6 +99,8 @@ class Context:
         if tracked is not None and tracked.kind is OpKind.INSERT:
             del self._tracked[key]
             return
+        if tracked is None:
+            _refuse_unflushed(schema, entity)
         if tracked is not None:
             original = tracked.original or entity
             before = tracked.before
@@ -136,6 +149,8 @@ class Context:
                 before = {c: tracked.before.get(c) for c in keyed_columns(schema)}
                 ops.append(Operation(OpKind.DELETE, schema, tracked.entity.id, {}, before))
                 continue
+            if schema.references:
+                self._check_references(schema, tracked.entity)
             full, json_row = _validated(schema, tracked.entity)
             if tracked.kind is OpKind.INSERT:
                 ops.append(
@@ -155,10 +170,45 @@ class Context:
             )
         return ops
 
+    def _check_references(self, schema: EntitySchema, entity: Entity) -> None:
+        """A reference may not point at an entity never flushed (unless this flush inserts
+        it) nor at one this flush deletes."""
+        state = entity.__dict__
+        for column in schema.references:
+            value = state.get(column.name)
+            if value is None:
+                continue
+            if isinstance(value, Entity):
+                target_table = self.engine.schema(type(value)).table
+                target = self._tracked.get((target_table, value.id))
+                if value.__dict__.get("_bo_unflushed") and (
+                    target is None or target.kind is not OpKind.INSERT
+                ):
+                    raise ValidationError(
+                        schema.name,
+                        column.name,
+                        f"refers to {type(value).__name__}(id={value.id}), which was never "
+                        "flushed (flush it first, or create it in this context)",
+                        entity.id,
+                    )
+            elif isinstance(value, Reference):
+                target_table = self.engine.schema(value.entity_type).table
+                target = self._tracked.get((target_table, value.id))
+            else:
+                continue
+            if target is not None and target.kind is OpKind.DELETE:
+                raise ValidationError(
+                    schema.name,
+                    column.name,
+                    f"refers to a row this flush deletes ({target_table} {value.id})",
+                    entity.id,
+                )
+
     def _done(self) -> None:
         for tracked in self._tracked.values():
             state = tracked.entity.__dict__
             state.pop("_bo_editable", None)
+            state.pop("_bo_unflushed", None)
             if tracked.kind is OpKind.UPDATE and tracked.original is not None:
                 tracked.original.__dict__.update(field_values(tracked.entity))
         self._tracked.clear()
@@ -269,6 +319,16 @@ class Context:
         runner = self.engine.query_runner
         return runner.paginate(  # type: ignore[return-value]
             self._reader, schema, where, page, per_page, timeout=timeout, pool=pool
+        )
+
+
+def _refuse_unflushed(schema: EntitySchema, entity: Entity) -> None:
+    if entity.__dict__.get("_bo_unflushed"):
+        raise ValidationError(
+            schema.name,
+            "id",
+            "was created by another context and never flushed: MySQL has no such row",
+            entity.id,
         )
 
 

@@ -27,6 +27,9 @@ DEFAULT_MYSQL_PING_AFTER_IDLE_S = 30.0
 # A delete leaves a tombstone in Redis so a stale MySQL read (the DELETE may still be queued)
 # cannot bring the entity back; after this long the queued SQL has long landed.
 DEFAULT_TOMBSTONE_TTL_S = 7 * 24 * 3600
+# A read that finds no row caches "missing" for this long only: a row inserted behind the ORM's
+# back (SQL, another application) shows up at the latest after it.
+DEFAULT_MISSING_TTL_S = 60
 
 # Async reads
 DEFAULT_QUERY_WORKERS = 8

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import redis
 from redis import Redis  # in the class body `redis` is the method below
 
-from beeorm_celery import ddl, flush, id_reserve
+from beeorm_celery import cache_patch, ddl, flush, id_reserve
 from beeorm_celery.asyncflush import position
 from beeorm_celery.asyncflush.deadletters import DeadLetters
 from beeorm_celery.asyncflush.log import max_queued_insert_id
@@ -57,6 +57,7 @@ class Engine:
         async_settings: AsyncFlushSettings,
         async_redis_pool: str,
         query_workers: int,
+        missing_ttl_s: int = 60,
     ) -> None:
         self._schemas = schemas
         self._by_table = {(s.options.mysql_pool, s.table): s for s in schemas.values()}
@@ -70,6 +71,7 @@ class Engine:
         self._redis: dict[str, redis.Redis] = {}
         self._redis_lock = threading.Lock()
         self.tombstone_ttl_s = tombstone_ttl_s
+        self.missing_ttl_s = missing_ttl_s
         self.async_settings = async_settings
         self.async_redis_pool = async_redis_pool
         self.query_workers = query_workers
@@ -113,11 +115,15 @@ class Engine:
             mysql=MappingProxyType(self.mysql),
             caches=CacheHooks(
                 tombstone_ttl_s=tombstone_ttl_s,
+                missing_ttl_s=missing_ttl_s,
                 invalidation_pool=self.invalidation_pool,
                 invalidation_message=self.invalidation_message,
                 write_other_pools=functools.partial(flush.write_redis_caches, self),
                 update_local=functools.partial(flush.update_local_caches, self),
                 drop=functools.partial(flush.drop_cached, self),
+                release_pending=functools.partial(cache_patch.release_pending, self),
+                claim_other_pools=functools.partial(flush.claim_before, self),
+                undo_claims=functools.partial(flush.undo_claims, self),
             ),
             wakers=WakerSlot(),
         )
@@ -227,6 +233,33 @@ class Engine:
             if op.schema.table in self.local_caches:
                 changes.setdefault(op.schema.table, []).append(op.id)
         return self._listener.encode(changes) if changes else None
+
+    def drop_local_everywhere(self, schema: EntitySchema, ids: list[int]) -> None:
+        """Drop rows from this process's local cache and, through pub/sub, every other's."""
+        cache = self.local_caches.get(schema.table)
+        if cache is None or self._listener is None or not ids:
+            return
+        cache.drop(ids)
+        message = self._listener.encode({schema.table: ids})
+        assert self.invalidation_pool is not None  # a listener means local caches exist
+        self.redis(self.invalidation_pool).publish(self.keys.invalidation_channel, message)
+
+    # --- cache control (beeorm_celery/cache_control.py)
+
+    def clear_cache(self, entity: type[Entity], *ids: int) -> None:
+        """Drop rows from Redis (entity, unique-index and reference entries) and from every
+        process's local cache: the next read loads MySQL. For changes made behind the ORM's
+        back (SQL); a batch still queued for a row keeps its pending marker."""
+        from beeorm_celery.cache_control import clear_cache
+
+        clear_cache(self, self.schema(entity), ids)
+
+    def verify_cache(self, entity: type[Entity], ids: Iterable[int] | None = None) -> list[Any]:
+        """The rows (``CacheMismatch``) whose cached state differs from MySQL; all rows when
+        ``ids`` is None. Rows with a batch still queued are skipped."""
+        from beeorm_celery.cache_control import verify_cache
+
+        return list(verify_cache(self, self.schema(entity), ids))
 
     # --- contexts and schema
 

@@ -8,7 +8,7 @@
     ├── ValidationError              a tracked entity holds a value MySQL would not take
     ├── ReadOnlyEntityError          an entity was changed without ctx.edit() (also AttributeError)
     ├── FlushError                   MySQL refused a synchronous flush (code, statement)
-    │   └── DuplicateKeyError        ... because of a unique index
+    │   └── DuplicateKeyError        ... because of a unique index (also flush_async, at once)
     ├── QueryError                   a read failed in MySQL, or was refused before it was sent
     │   ├── QueryBuildError          ... refused: bad identifier, operator or value (nothing sent)
     │   ├── QueryTimeoutError        ... because it ran past its timeout
@@ -76,7 +76,30 @@ class FlushError(BeeormError):
 
 
 class DuplicateKeyError(FlushError):
-    """A synchronous flush broke a unique index (MySQL error 1062)."""
+    """A unique-index value is held by another entity: MySQL said so (1062) to ``flush()``, or
+    the cache or one indexed lookup said so to ``flush()`` / ``flush_async()`` before anything
+    was written or queued.
+
+    ``entity``, ``index``, ``value`` (a tuple, one item per column) and ``holder_id`` name the
+    clash where they are known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        code: int | None = None,
+        statement: str | None = None,
+        *,
+        entity: str | None = None,
+        index: str | None = None,
+        value: tuple[object, ...] | None = None,
+        holder_id: int | None = None,
+    ) -> None:
+        self.entity = entity
+        self.index = index
+        self.value = value
+        self.holder_id = holder_id
+        super().__init__(message, code=code, statement=statement)
 
 
 class QueryError(BeeormError):

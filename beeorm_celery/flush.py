@@ -1,46 +1,116 @@
-"""The synchronous flush: one MySQL transaction per pool, then the caches."""
+"""The synchronous flush: claim unique values, one MySQL transaction per pool, then the caches.
+
+Before MySQL, one script per Redis pool checks what the cache knows (rows deleted, unique
+values held by others: ``unique_claims``) and claims the new unique values, so ``flush()`` and
+``flush_async()`` keep one index consistent; a MySQL refusal gives the claims back. After the
+COMMIT the cache is patched like an async flush patches it (``cache_patch``). If that write
+fails, the keys are dropped (DEL works even when Redis is out of memory) and
+the error (``CacheUnavailableError``, ``written=True``) says the data IS committed.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pymysql
 import redis
 
 from beeorm_celery import failures
-from beeorm_celery.cache import CacheWrites, invalidate_operation
-from beeorm_celery.errors import BeeormError, DuplicateKeyError, FlushError
+from beeorm_celery.cache import CacheWrites, decode_row, invalidate_operation
+from beeorm_celery.cache_patch import (
+    CACHE_SCRIPT,
+    UNDO_CLAIMS_SCRIPT,
+    CachePlan,
+    patched_rows,
+    plan_for,
+    script,
+)
+from beeorm_celery.entity import Entity, field_values
+from beeorm_celery.errors import BeeormError, CacheUnavailableError, DuplicateKeyError, FlushError
 from beeorm_celery.operations import Operation, OpKind
 from beeorm_celery.reads import make_entity
 from beeorm_celery.sql import statements
+from beeorm_celery.unique_claims import add_claims, reference_checks, run_checked
 
 if TYPE_CHECKING:
     from beeorm_celery.engine import Engine
+
+logger = logging.getLogger(__name__)
 
 _DUPLICATE_KEY = (1062, 1022, 1586)
 
 
 def flush_sync(engine: Engine, ops: Sequence[Operation]) -> None:
+    by_cache_pool = ops_by_cache_pool(ops)
+    claimed = claim_before(engine, by_cache_pool, ops)
     by_pool: dict[str, list[Operation]] = {}
     for op in ops:
         by_pool.setdefault(op.schema.options.mysql_pool, []).append(op)
     committed: list[str] = []
-    for pool_name, pool_ops in by_pool.items():
-        _run_transaction(engine, pool_name, pool_ops, committed)
-        committed.append(pool_name)
     try:
-        update_caches(engine, ops)
+        for pool_name, pool_ops in by_pool.items():
+            _run_transaction(engine, pool_name, pool_ops, committed)
+            committed.append(pool_name)
+    except BeeormError as e:
+        if not committed and getattr(e, "written", False) is not None:
+            undo_claims(engine, claimed)
+        raise
+    patched: dict[str, bytes] = {}
+    try:
+        patched = write_redis_caches(engine, by_cache_pool, engine.invalidation_message(ops), {})
     except redis.RedisError as e:
-        raise failures.redis_error(
-            e,
-            "updating the caches after a flush",
-            True,
-            f"MySQL committed the flush (pools {', '.join(committed)}) but the Redis caches "
-            "were not updated: they may serve the old rows until these entities are flushed "
-            "again or their cache is cleared (beeorm-celery cache clear)",
-        ) from e
+        raise _cache_write_failed(engine, by_cache_pool, committed, e) from e
+    finally:
+        update_local_caches(engine, ops, patched)
+
+
+def claim_before(
+    engine: Engine,
+    by_cache_pool: dict[str, list[Operation]],
+    ops: Sequence[Operation],
+    skip_pool: str | None = None,
+) -> dict[str, list[tuple[str, str]]]:
+    """Check and claim in each Redis pool (but ``skip_pool``) before the flush is carried out;
+    returns the claimed (key, id) pairs, to give back if it is not."""
+    claimed: dict[str, list[tuple[str, str]]] = {}
+    pools = set(by_cache_pool) | {
+        s.options.redis_cache for s in engine.schemas if s.options.redis_cache is not None
+    }
+    for pool in sorted(pools - {skip_pool}):
+        plan = plan_for(engine)
+        for op in by_cache_pool.get(pool, []):
+            add_claims(plan, op)
+            if op.kind is not OpKind.INSERT:
+                plan.add_entity(op, 0)
+        plan.add_reference_checks(reference_checks(engine.keys, ops, pool))
+        if not plan:
+            continue  # nothing the cache could refuse: no extra round trip
+        run = script(engine.redis(pool), CACHE_SCRIPT)
+
+        def check(encoded: bytes, run: Any = run) -> Any:
+            return run(args=[encoded, 0])
+
+        try:
+            run_checked(engine.mysql, plan, check)
+        except Exception:
+            undo_claims(engine, claimed)
+            raise
+        claimed[pool] = [(c[1], c[2]) for c in plan.claims if c[0] == "c"]
+    return claimed
+
+
+def undo_claims(engine: Engine, claimed: dict[str, list[tuple[str, str]]]) -> None:
+    for pool, pairs in claimed.items():
+        if not pairs:
+            continue
+        try:
+            undo = script(engine.redis(pool), UNDO_CLAIMS_SCRIPT)
+            undo(keys=[k for k, _ in pairs], args=[i for _, i in pairs])
+        except redis.RedisError:
+            logger.exception("could not give back unique claims in Redis pool %r", pool)
 
 
 def _run_transaction(
@@ -54,8 +124,21 @@ def _run_transaction(
                 stage = "running a flush"
                 conn.begin()
                 with conn.cursor() as cursor:
-                    for statement, _ in statements(ops):
-                        cursor.execute(statement)
+                    for statement, carried in statements(ops):
+                        matched = cursor.execute(statement)
+                        first = carried[0]
+                        if first.kind is not OpKind.INSERT and matched == 0:
+                            # The pool connects with CLIENT_FOUND_ROWS: 0 means no such row,
+                            # not "nothing changed".
+                            conn.rollback()
+                            _drop_entity(engine, first)
+                            before = f"; pools {', '.join(committed)} committed before"
+                            raise FlushError(
+                                f"row {first.id} of {first.table} no longer exists; nothing was "
+                                f"committed in MySQL pool {pool_name!r}"
+                                f"{before if committed else ''}. Statement: {statement[:300]}",
+                                statement=statement,
+                            )
                 stage = "committing a flush"
                 conn.commit()
             except pymysql.MySQLError:
@@ -96,10 +179,11 @@ def _flush_error(
     )
 
 
-def update_caches(engine: Engine, ops: Sequence[Operation]) -> None:
-    """Write every change to Redis (one pipeline per pool), the local caches and pub/sub."""
-    write_redis_caches(engine, ops_by_cache_pool(ops), engine.invalidation_message(ops))
-    update_local_caches(engine, ops)
+def _drop_entity(engine: Engine, op: Operation) -> None:
+    if op.schema.options.redis_cache is None:
+        return
+    with contextlib.suppress(redis.RedisError):
+        engine.redis_for(op.schema).delete(engine.keys.entity(op.schema, op.id))
 
 
 def ops_by_cache_pool(ops: Sequence[Operation]) -> dict[str, list[Operation]]:
@@ -111,37 +195,114 @@ def ops_by_cache_pool(ops: Sequence[Operation]) -> dict[str, list[Operation]]:
     return by_pool
 
 
+def cache_plan(
+    engine: Engine, ops: Sequence[Operation], group_no: dict[str, int] | None
+) -> CachePlan:
+    """The entity-row and unique-key writes of ``ops`` (one Redis pool), claims forced: they
+    were checked before (flush(): before MySQL; flush_async(): before the log append)."""
+    plan = plan_for(engine)
+    plan.force = True
+    for op in ops:
+        plan.add_entity(op, group_no[op.schema.options.async_group] if group_no else 0)
+        add_claims(plan, op)
+    return plan
+
+
 def write_redis_caches(
-    engine: Engine, by_pool: dict[str, list[Operation]], message: bytes | None
-) -> None:
-    """One MULTI/EXEC per Redis pool with its cache writes; ``message`` (the local-cache
-    invalidation) goes out on the invalidation pool."""
+    engine: Engine,
+    by_pool: dict[str, list[Operation]],
+    message: bytes | None,
+    batch_ids: dict[str, str],
+) -> dict[str, bytes]:
+    """Per Redis pool one script call: row patches, unique keys, list hashes and (on the
+    invalidation pool) the local-cache invalidation ``message``. ``batch_ids``: group -> id of
+    the queued batch (flush_async), so the rows get their pending markers. Returns the patched
+    rows of locally cached entities by key."""
+    patched: dict[str, bytes] = {}
     if message is not None:
         assert engine.invalidation_pool is not None  # a message means local caches exist
         by_pool.setdefault(engine.invalidation_pool, [])
+    groups = list(batch_ids)
+    group_no = {g: n + 1 for n, g in enumerate(groups)} if groups else None
     for pool, pool_ops in by_pool.items():
-        pipe = engine.redis(pool).pipeline(transaction=True)
-        writes = CacheWrites(engine.keys, engine.tombstone_ttl_s)
+        plan = cache_plan(engine, pool_ops, group_no)
+        writes = CacheWrites()
         for op in pool_ops:
-            writes.add(op)
-        writes.emit(pipe)
+            writes.add(engine.keys, op)
+        for key, fields in writes.hashes.items():
+            plan.hashes.append([key, [x for pair in fields.items() for x in pair]])
         if message is not None and pool == engine.invalidation_pool:
-            pipe.publish(engine.keys.invalidation_channel, message)
-        pipe.execute()
+            plan.publish = [engine.keys.invalidation_channel, message.decode()]
+        args: list[Any] = [plan.encode(), 1, *(batch_ids[g] for g in groups)]
+        result = script(engine.redis(pool), CACHE_SCRIPT)(args=args)
+        patched.update(patched_rows(result[1:]))
+    return patched
 
 
-def update_local_caches(engine: Engine, ops: Sequence[Operation]) -> None:
-    if not engine.local_caches:
-        return
+def _cache_write_failed(
+    engine: Engine,
+    by_pool: dict[str, list[Operation]],
+    committed: list[str],
+    error: redis.RedisError,
+) -> CacheUnavailableError:
+    dropped = True
+    for pool, pool_ops in by_pool.items():
+        keys: set[str] = set()
+        plan = cache_plan(engine, pool_ops, None)
+        keys.update(e[1] for e in plan.entity_ops)
+        keys.update(c[1] for c in plan.claims)
+        writes = CacheWrites()
+        for op in pool_ops:
+            writes.add(engine.keys, op)
+        keys.update(writes.hashes)
+        try:
+            if keys:
+                engine.redis(pool).delete(*keys)
+        except redis.RedisError:
+            dropped = False
+            logger.exception("could not drop the cache keys of a committed flush (pool %r)", pool)
+    what = (
+        "their cache keys were dropped (reads load MySQL)"
+        if dropped
+        else "their cache keys could NOT be dropped either: clear them with "
+        "engine.clear_cache() (beeorm-celery cache clear)"
+    )
+    return failures.redis_error(
+        error,
+        "updating the caches after a flush",
+        True,
+        f"the flush IS committed to MySQL (pools {', '.join(committed)}); {what}. "
+        "Do not flush it again",
+    )
+
+
+def update_local_caches(
+    engine: Engine, ops: Sequence[Operation], patched: dict[str, bytes]
+) -> None:
+    """This process's local caches after a flush; ``patched``: the rows the Redis patch made
+    (by entity key) for updates. Other processes drop theirs on the invalidation message."""
     for op in ops:
         local = engine.local_cache(op.schema)
         if local is None:
             continue
+        current = local.get(op.id)
         local.drop([op.id])  # a read of this process running now must not store its old copy
         if op.kind is OpKind.DELETE:
             local.set(op.id, None)
-        else:
+        elif op.kind is OpKind.INSERT:
             assert op.full is not None
+            local.set(op.id, make_entity(op.schema, op.id, dict(op.full)))
+        elif op.schema.options.redis_cache is not None:
+            # not the caller's copy (maybe stale beside its changed columns): the patched row
+            row = patched.get(engine.keys.entity(op.schema, op.id))
+            if row is not None:
+                local.set(op.id, make_entity(op.schema, op.id, decode_row(op.schema, row)))
+            elif isinstance(current, Entity):  # Redis had no row to patch: patch ours
+                values = {**field_values(current), **op.values}
+                values.pop("id", None)
+                local.set(op.id, make_entity(op.schema, op.id, values))
+        else:
+            assert op.full is not None  # no shared cache: the local cache is the only one
             local.set(op.id, make_entity(op.schema, op.id, dict(op.full)))
 
 

@@ -11,6 +11,7 @@ key                                    type        holds
 ``bo:{product}:u:<index>:<digest>``    string      id having those unique values, or ``-``
 ``bo:{product}:r:<field>:<ref_id>``    hash        id -> 1 (refers) / 0 (no longer), _complete
 ``bo:{product}:all``                   hash        id -> 1 / 0 for cache_all, _complete
+``bo:{product}:p:<id>``                string      last queued batch id that touches the row
 ``bo:{product}:id``                    string      id counter (INCRBY)
 ``bo:invalidate``                      channel     local-cache invalidations (pub/sub)
 ``bo:{g:catalog}:log``                 stream      pending batches, oldest first
@@ -66,6 +67,12 @@ class Keys:
 
     def reference(self, schema: EntitySchema, field: str, ref_id: int) -> str:
         return f"{self.prefix}:{{{schema.table}}}:r:{field}:{ref_id}"
+
+    def pending(self, schema: EntitySchema, entity_id: int) -> str:
+        """Set by flush_async to the batch id that last touched the row, dropped by the worker
+        once that batch is applied: while it exists a reader may not fill the row from MySQL
+        (MySQL lags the cache), see ``cache_patch``."""
+        return f"{self.prefix}:{{{schema.table}}}:p:{entity_id}"
 
     def all_ids(self, schema: EntitySchema) -> str:
         return f"{self.prefix}:{{{schema.table}}}:all"

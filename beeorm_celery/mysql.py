@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import pymysql
 from pymysql.connections import Connection
+from pymysql.constants import CLIENT
 
 from beeorm_celery.defaults import (
     DEFAULT_MYSQL_CONNECT_TIMEOUT_S,
@@ -138,6 +139,9 @@ class MySQLPool:
             "autocommit": True,
             "connect_timeout": c.connect_timeout_s,
             "init_command": f"SET SESSION sql_mode='{_SESSION_SQL_MODE}'",
+            # An UPDATE reports the rows it matched, not the rows it changed: 0 then means
+            # "no such row" (noticed by flush and the applier), never "nothing to change".
+            "client_flag": CLIENT.FOUND_ROWS,
         }
         if c.unix_socket:
             kwargs["unix_socket"] = c.unix_socket

@@ -2,7 +2,9 @@
 
 Fills never overwrite: SET NX for rows and unique keys, HSETNX for reference / all-ids lists.
 Writers (flushes) overwrite. So a reader holding a stale MySQL result (a flush committed, or an
-async flush queued, after the SELECT) cannot put an old state in the cache.
+async flush queued, after the SELECT) cannot put an old state in the cache. A row with a batch
+pending is never filled (``cache_patch.fill_rows``): MySQL lags until the worker applied it.
+"No such row" is cached for ``missing_ttl_s`` only.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from beeorm_celery.cache import decode_row, encode_row
+from beeorm_celery.cache_patch import fill_rows
 from beeorm_celery.columns import InvalidValue
 from beeorm_celery.entity import Entity, Reference
 from beeorm_celery.errors import ConfigError, QueryError, ValidationError
@@ -133,16 +136,11 @@ class Reader:
             # `is not None`: an entity without fields has an empty (falsy) dict of values
             found[entity_id] = make_entity(schema, entity_id, got) if got is not None else None
         if schema.options.redis_cache is not None:
-            pipe = self.engine.redis_for(schema).pipeline(transaction=False)
-            ttl = self.engine.tombstone_ttl_s
-            for entity_id in ids:
-                key = self.engine.keys.entity(schema, entity_id)
-                got = loaded.get(entity_id)
-                if got is None:
-                    pipe.set(key, TOMBSTONE, nx=True, ex=ttl)
-                else:
-                    pipe.set(key, encode_row(schema, got), nx=True)
-            pipe.execute()
+            fill_rows(
+                self.engine,
+                schema,
+                {i: None if loaded.get(i) is None else encode_row(schema, loaded[i]) for i in ids},
+            )
 
     # --- by unique index
 
@@ -184,7 +182,7 @@ class Reader:
         entity_id = int(rows[0][0]) if rows else None
         if cached:
             value = TOMBSTONE if entity_id is None else str(entity_id).encode()
-            ttl = self.engine.tombstone_ttl_s if entity_id is None else None
+            ttl = self.engine.missing_ttl_s if entity_id is None else None
             self.engine.redis_for(schema).set(key, value, nx=True, ex=ttl)
         return self.get_by_id(schema, entity_id) if entity_id is not None else None
 

@@ -8,6 +8,7 @@ from beeorm_celery.asyncflush.settings import AsyncFlushSettings
 from beeorm_celery.defaults import (
     DEFAULT_ID_BLOCK_SIZE,
     DEFAULT_KEY_PREFIX,
+    DEFAULT_MISSING_TTL_S,
     DEFAULT_MYSQL_POOL_SIZE,
     DEFAULT_POOL,
     DEFAULT_QUERY_WORKERS,
@@ -29,6 +30,8 @@ class Registry:
     ``id_block_size`` ids are reserved per Redis round trip (1 = strictly in creation order).
     ``async_flush`` tunes queuing and applying (see ``AsyncFlushSettings``); ``async_redis_pool``
     names the Redis pool that holds the async flush logs and dead letters.
+    ``tombstone_ttl_s`` is how long the cache remembers a delete; ``missing_ttl_s`` how long it
+    remembers that a read found no row (short: a row inserted by SQL shows up after it).
     """
 
     def __init__(
@@ -37,6 +40,7 @@ class Registry:
         key_prefix: str = DEFAULT_KEY_PREFIX,
         id_block_size: int = DEFAULT_ID_BLOCK_SIZE,
         tombstone_ttl_s: int = DEFAULT_TOMBSTONE_TTL_S,
+        missing_ttl_s: int = DEFAULT_MISSING_TTL_S,
         async_flush: AsyncFlushSettings | None = None,
         async_redis_pool: str = DEFAULT_POOL,
         query_workers: int = DEFAULT_QUERY_WORKERS,
@@ -46,6 +50,9 @@ class Registry:
         self.key_prefix = key_prefix
         self.id_block_size = id_block_size
         self.tombstone_ttl_s = tombstone_ttl_s
+        if missing_ttl_s < 1:
+            raise ConfigError(f"missing_ttl_s={missing_ttl_s!r}: give at least 1 second")
+        self.missing_ttl_s = missing_ttl_s
         self.async_flush = async_flush or AsyncFlushSettings()
         self.async_redis_pool = async_redis_pool
         self.query_workers = query_workers
@@ -92,6 +99,7 @@ class Registry:
             key_prefix=self.key_prefix,
             id_block_size=self.id_block_size,
             tombstone_ttl_s=self.tombstone_ttl_s,
+            missing_ttl_s=self.missing_ttl_s,
             async_settings=self.async_flush,
             async_redis_pool=self.async_redis_pool,
             query_workers=self.query_workers,

@@ -82,6 +82,7 @@ class EntitySchema:
     data_column_names: frozenset[str] = field(init=False)  # what an INSERT carries
     data_column_order: tuple[str, ...] = field(init=False)  # ... in the order of its JSON row
     row_codec: RowCodec = field(init=False, repr=False, compare=False)  # compiled per schema
+    data_column_index: dict[str, int] = field(init=False)  # position in a cached row
 
     def __post_init__(self) -> None:
         self.table = self.options.table
@@ -98,6 +99,7 @@ class EntitySchema:
         self.data_column_names = frozenset(c.name for c in self.data_columns)
         self.data_column_order = tuple(c.name for c in self.data_columns)
         self.row_codec = RowCodec(self)
+        self.data_column_index = {c.name: n for n, c in enumerate(self.data_columns)}
 
     @property
     def name(self) -> str:

@@ -171,6 +171,7 @@ class ChaosReport:
             f"  out of order       {f.out_of_order}",
             f"  wrong final state  {f.wrong_state}",
             f"  cache mismatches   {f.cache_mismatches}",
+            f"  cache vs MySQL     {f.cache_diverged} rows differ (verify_cache)",
             f"  left in the logs   {sum(f.pending.values())}",
             f"  log losses         {sum(f.log_losses.values())} (logs Redis lost at a restart)",
             f"  dead letters       {f.dead_letters_provoked} provoked (all expected), "

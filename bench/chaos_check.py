@@ -59,6 +59,7 @@ class Findings:
     out_of_order: int = 0
     wrong_state: int = 0
     cache_mismatches: int = 0
+    cache_diverged: int = 0  # Redis rows differing from MySQL (verify_cache) before any read
     batches_expected: dict[str, int] = field(default_factory=dict)
     batches_applied: dict[str, int] = field(default_factory=dict)
     pending: dict[str, int] = field(default_factory=dict)  # log entries left after the drain
@@ -85,6 +86,7 @@ class Findings:
             or self.out_of_order
             or self.wrong_state
             or self.cache_mismatches
+            or self.cache_diverged
             or self.dead_letters_missing
             or self.dead_letters_unexpected
             or self.poison_applied
@@ -137,6 +139,7 @@ class Checker:
         self._audit()
         self._batches()
         self._dead_letters()
+        self._converged()  # before _caches: its reads would refill what is missing
         self._caches()
         self._worker_logs(worker_logs)
         return self.findings
@@ -285,6 +288,14 @@ class Checker:
         for missing in sorted(expected - seen):
             what = self.faults.garbage_what.get(missing, "a planted duplicate key")
             f.problem("dead letters", f"provoked dead letter {missing} ({what}) was never made")
+
+    def _converged(self) -> None:
+        """Law 10: once drained, every cached row equals its MySQL row (verify_cache)."""
+        f = self.findings
+        for entity in BY_TABLE.values():
+            for mismatch in self.reader.verify_cache(entity):
+                f.cache_diverged += 1
+                f.problem("convergence", str(mismatch))
 
     def _caches(self) -> None:
         """Read every row through the public API of a fresh engine: caches first, then MySQL."""

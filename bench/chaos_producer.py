@@ -8,6 +8,7 @@ when the producer stops (plan exhausted, time up, or the stop file appears).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -106,25 +107,32 @@ class Producer:
         return [key for _, key, _ in pending]
 
     def poison_flush(self) -> bool:
-        """Plant a row in MySQL behind the ORM's back, then flush an INSERT that collides.
+        """Flush an INSERT, then plant a row with the same unique name in MySQL behind the
+        ORM's back (flush_async() itself refuses a name MySQL already holds).
 
-        The batch must be dead-lettered (1062) and nothing else may be lost: the flush holds
-        only that INSERT. Returns False when MySQL stayed unreachable and nothing was flushed.
+        If the plant lands first, the batch must be dead-lettered (1062) and nothing else may
+        be lost: the flush holds only that INSERT. If the worker applied the batch first, the
+        plant is refused and the row is an ordinary insert. Returns whether it was poisoned.
         """
         schema = self.engine.schema(BY_TABLE[POISON_TABLE])
         planted_id = self.engine.ids.next_id(schema)  # an id the ORM will never hand out again
         name = f"poison-p{self.id}-{planted_id}"
-        if not self._plant(planted_id, name):
-            self.oracle.poison_skipped += 1
-            return False
         ctx = self.engine.new_context()
         entity = ctx.new_entity(
             BY_TABLE[POISON_TABLE], producer=self.id, seq=self._next_seq(), name=name
         )
-        self._flush_async(ctx, ("i", POISON_TABLE, entity.id, entity.seq))
+        key = f"{POISON_TABLE}:{entity.id}"
+        self._flush(ctx, [("i", key, entity)])
+        holder = self._plant(planted_id, name)
+        if holder != planted_id:
+            if holder is None:
+                self.oracle.poison_skipped += 1
+            return False  # the batch landed first (or nothing could be planted)
+        # an ordinary insert no more: the oracle expects its dead letter instead
         group = GROUP_OF_TABLE[POISON_TABLE]
-        self.oracle.flushes += 1
-        self.oracle.batches[group] = self.oracle.batches.get(group, 0) + 1
+        self.oracle.ops["i"] -= 1
+        del self.oracle.rows[key]
+        del self.live[key]
         self.oracle.poison.append(Poison(group, POISON_TABLE, entity.id, name, planted_id))
         return True
 
@@ -206,7 +214,9 @@ class Producer:
         attempts = flush_until_known(self.engine, ctx.flush_async, probe)
         self.oracle.refused += attempts - 1
 
-    def _plant(self, planted_id: int, name: str) -> bool:
+    def _plant(self, planted_id: int, name: str) -> int | None:
+        """Insert the planted row; returns the id holding ``name`` afterwards (``planted_id``,
+        or the queued entity's when its batch landed first), None if MySQL stayed down."""
         config = self.engine.mysql["default"].config
         deadline = time.monotonic() + _PLANT_RETRY_S
         while True:
@@ -222,18 +232,24 @@ class Producer:
                 )
                 try:
                     with conn.cursor() as cursor:
+                        # the name (or a retried plant's id) may be taken: see who has it
+                        with contextlib.suppress(pymysql.err.IntegrityError):
+                            cursor.execute(
+                                f"INSERT INTO `{POISON_TABLE}` (`id`, `producer`, `seq`, `edits`, "
+                                "`name`, `amount`, `ratio`, `note`) "
+                                "VALUES (%s, %s, 0, 0, %s, 0, 0, 'planted')",
+                                (planted_id, -self.id, name),
+                            )
                         cursor.execute(
-                            f"INSERT INTO `{POISON_TABLE}` "
-                            "(`id`, `producer`, `seq`, `edits`, `name`, `amount`, `ratio`, `note`) "
-                            "VALUES (%s, %s, 0, 0, %s, 0, 0, 'planted')",
-                            (planted_id, -self.id, name),
+                            f"SELECT `id` FROM `{POISON_TABLE}` WHERE `name` = %s", (name,)
                         )
+                        row = cursor.fetchone()
                 finally:
                     conn.close()
-                return True
+                return int(row[0]) if row else None
             except pymysql.MySQLError:
                 if time.monotonic() > deadline:
-                    return False
+                    return None
                 time.sleep(0.5)  # MariaDB is being restarted by the run
 
 

@@ -90,10 +90,13 @@ def test_an_unknown_mysql_error_is_retried_then_dead_lettered_after_its_age(make
     assert ok.id
 
 
-def _make_dead_letter(engine, name):
+def _make_dead_letter(engine, name, planted_id):
+    """Queue a Category, then give MySQL a row with the same unique name behind the ORM's back
+    (flush_async() claimed the name, only MySQL can refuse it now)."""
     ctx = engine.new_context()
     ctx.new_entity(Category, name=name)
     ctx.flush_async()
+    execute(engine, "INSERT INTO category (id, name) VALUES (%s, %s)", (planted_id, name))
 
 
 def test_dead_letters_beyond_the_cap_drop_the_oldest(make_engine):
@@ -101,9 +104,7 @@ def test_dead_letters_beyond_the_cap_drop_the_oldest(make_engine):
 
     engine = make_engine(*ALL, async_flush=AsyncFlushSettings(dead_letter_max_per_group=2))
     for n, name in enumerate(("A", "B", "C")):
-        execute(engine, "INSERT INTO category (id, name) VALUES (%s, %s)", (9000 + n, name))
-    for name in ("A", "B", "C"):
-        _make_dead_letter(engine, name)
+        _make_dead_letter(engine, name, 9000 + n)
         consume_async_flush_events(engine)
         time.sleep(0.01)  # distinct failure times
     dead = engine.dead_letters.list()
@@ -112,8 +113,7 @@ def test_dead_letters_beyond_the_cap_drop_the_oldest(make_engine):
 
 def test_storing_the_same_failure_twice_keeps_one_entry(make_engine):
     engine = make_engine(*ALL)
-    execute(engine, "INSERT INTO category (id, name) VALUES (9000, 'Dup')")
-    _make_dead_letter(engine, "Dup")
+    _make_dead_letter(engine, "Dup", 9000)
     consume_async_flush_events(engine)
     (dead,) = engine.dead_letters.list()
     # a worker that dies after storing and before moving on stores the same record again
@@ -124,11 +124,8 @@ def test_storing_the_same_failure_twice_keeps_one_entry(make_engine):
 
 def test_retry_all_replays_what_it_can_and_keeps_the_rest(make_engine):
     engine = make_engine(*ALL)
-    # the rows behind the ORM's back come first: new ids are then seeded above them
     for n, name in enumerate(("X", "Y")):
-        execute(engine, "INSERT INTO category (id, name) VALUES (%s, %s)", (9000 + n, name))
-    for name in ("X", "Y"):
-        _make_dead_letter(engine, name)
+        _make_dead_letter(engine, name, 9000 + n)
     consume_async_flush_events(engine)
     assert engine.dead_letters.count() == 2
     execute(engine, "DELETE FROM category WHERE name = 'X'")  # fix one of the two causes
@@ -142,13 +139,11 @@ def test_dead_letters_older_than_the_age_limit_are_dropped(make_engine):
     from beeorm_celery import AsyncFlushSettings
 
     engine = make_engine(*ALL, async_flush=AsyncFlushSettings(dead_letter_max_age_s=1.0))
-    for n, name in enumerate(("Old", "New")):
-        execute(engine, "INSERT INTO category (id, name) VALUES (%s, %s)", (9000 + n, name))
-    _make_dead_letter(engine, "Old")
+    _make_dead_letter(engine, "Old", 9000)
     consume_async_flush_events(engine)
     assert engine.dead_letters.count() == 1
     time.sleep(1.2)
-    _make_dead_letter(engine, "New")
+    _make_dead_letter(engine, "New", 9001)
     consume_async_flush_events(engine)  # storing the new one drops what is past the age
     (dead,) = engine.dead_letters.list()
     assert "New" in dead.error

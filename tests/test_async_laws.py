@@ -83,10 +83,11 @@ def test_reads_see_the_new_state_before_any_worker_ran(celery_harness):
 
 def test_duplicate_key_dead_letters_the_batch_and_the_group_goes_on(celery_harness):
     h = celery_harness()
-    execute(h.engine, "INSERT INTO category (id, name) VALUES (%s, %s)", (10_000, "Taken"))
     ctx = h.engine.new_context()
-    clash = ctx.new_entity(Category, name="Taken")  # the unique index is only in MySQL's copy
+    clash = ctx.new_entity(Category, name="Taken")
     ctx.flush_async()
+    # behind the ORM's back, after flush_async() claimed the name: only MySQL can refuse now
+    execute(h.engine, "INSERT INTO category (id, name) VALUES (%s, %s)", (10_000, "Taken"))
     later = ctx.new_entity(Category, name="Free")
     ctx.flush_async()
     assert h.engine.new_context().get_by_id(Category, clash.id) is not None  # cached, queued
@@ -109,11 +110,11 @@ def test_duplicate_key_dead_letters_the_batch_and_the_group_goes_on(celery_harne
 
 def test_a_batch_applies_whole_or_not_at_all(celery_harness):
     h = celery_harness()
-    execute(h.engine, "INSERT INTO category (id, name) VALUES (%s, %s)", (10_000, "Taken"))
     ctx = h.engine.new_context()
     product = ctx.new_entity(Product, name="In the same flush")
     ctx.new_entity(Category, name="Taken")
     ctx.flush_async()  # one batch for group catalog: the product INSERT, then the failing one
+    execute(h.engine, "INSERT INTO category (id, name) VALUES (%s, %s)", (10_000, "Taken"))
     h.start_worker(concurrency=1)
     wait_until(lambda: h.engine.dead_letters.count() == 1, timeout_s=30)
     assert scalar(h.engine, "SELECT COUNT(*) FROM product WHERE id = %s", (product.id,)) == 0
@@ -123,11 +124,11 @@ def test_a_batch_applies_whole_or_not_at_all(celery_harness):
 
 def test_fixed_dead_letter_replays_at_the_end_of_its_group(celery_harness):
     h = celery_harness()
-    execute(h.engine, "INSERT INTO category (id, name) VALUES (%s, %s)", (10_000, "Taken"))
-    h.start_worker(concurrency=2)
     ctx = h.engine.new_context()
     clash = ctx.new_entity(Category, name="Taken")
     ctx.flush_async()
+    execute(h.engine, "INSERT INTO category (id, name) VALUES (%s, %s)", (10_000, "Taken"))
+    h.start_worker(concurrency=2)
     wait_until(lambda: h.engine.dead_letters.count() == 1, timeout_s=30)
     (dead,) = h.engine.dead_letters.list()
     execute(h.engine, "DELETE FROM category WHERE id = 10000")  # the operator fixes the cause

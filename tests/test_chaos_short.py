@@ -53,6 +53,10 @@ def test_mysql_and_the_caches_match_the_oracle(report: ChaosReport) -> None:
     assert (f.wrong_state, f.cache_mismatches) == (0, 0), explain(report)
 
 
+def test_the_cache_converged_with_mysql(report: ChaosReport) -> None:
+    assert report.findings.cache_diverged == 0, explain(report)
+
+
 def test_only_the_provoked_dead_letters_exist(report: ChaosReport) -> None:
     f = report.findings
     assert f.dead_letters_provoked > 0, explain(report)

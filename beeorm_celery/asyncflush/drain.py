@@ -46,7 +46,7 @@ class Drain:
         self.pool = parts.mysql[pool_name]
         self._columns = parts.applied_columns
         self.log = GroupLog(parts, group)
-        invalidation = Invalidation(parts.caches.drop)
+        invalidation = Invalidation(parts.caches.drop, parts.caches.release_pending)
         self.isolation = Isolation(group, self.settings, self.log, DeadLetters(parts), invalidation)
         self.step = TransactionStep(
             group,

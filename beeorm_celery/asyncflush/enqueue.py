@@ -3,8 +3,11 @@
 One Lua script on the log's Redis pool does, atomically: refuse everything when a group holds
 its ``max_pending_batches`` (``backlog.py``); then for every group append the batch to the
 stream, set the epoch (NX) and, when a waker is attached, the trigger flag (NX, with a TTL);
-then write every cache entry that lives in that pool (one MSET, tombstones, list hashes), remove
-the dead letters being replayed, and publish the local-cache invalidation. Then, for each group
+then write the list hashes of that pool (reference and all-ids lists), remove
+the dead letters being replayed, and publish the local-cache invalidation. A flush's cache plan
+(``cache_patch``: row patches, unique claims, pending markers) travels as the last argument:
+its checks run before anything is written (a refusal returns, nothing written), its writes
+after the appends, with their batch ids. Then, for each group
 whose flag this call created, one wake-up goes to the waker. A wake-up that fails drops the flag
 again, so the next flush wakes anew and a worker's sweep sees the group waiting.
 
@@ -25,26 +28,33 @@ import redis
 from beeorm_celery.asyncflush import backlog, failure
 from beeorm_celery.asyncflush.batch import Batch, sign
 from beeorm_celery.asyncflush.transport import WakeReason, WakeUp
+from beeorm_celery.cache_patch import LUA_HELPERS, patched_rows
+from beeorm_celery.unique_claims import run_checked
 
 if TYPE_CHECKING:
     from beeorm_celery.asyncflush.parts import AsyncParts
     from beeorm_celery.asyncflush.transport import Waker
     from beeorm_celery.cache import CacheWrites
+    from beeorm_celery.cache_patch import CachePlan
 
 logger = logging.getLogger(__name__)
 
 # Lua's unpack() takes at most ~8,000 values: MSET / HSET go in slices of this many arguments.
 _SLICE = 1000
 
-# KEYS: per group (log, epoch, trigger); then plain keys, tombstone keys, hash keys; then per
-#       replayed dead letter (dead hash, dead index).
-# ARGV: groups, trigger ttl ms ('0' = no waker: leave the flag alone), epoch token, #plain,
-#       #tombstones, tombstone ttl s, #hashes, channel, message ('' = none), per-group max
+# KEYS: per group (log, epoch, trigger); then hash keys; then per replayed dead letter (dead
+#       hash, dead index).
+# ARGV: groups, trigger ttl ms ('0' = no waker: leave the flag alone), epoch token, 0, 0
+#       (unused), tombstone ttl s, #hashes, channel, message ('' = none), per-group max
 #       pending batches ('n1,n2,...', 0 = none; '' = no limits), #replayed;
-#       per group payload and signature ('' = unsigned); the plain values; per hash its field
-#       count and field/value pairs; per replayed dead letter its batch id.
-# Returns per group: the batch id and 1 if this call created the trigger flag.
-_SCRIPT = """
+#       per group payload and signature ('' = unsigned); per hash its field
+#       count and field/value pairs; per replayed dead letter its batch id; last, the cache
+#       plan (JSON, '' = none).
+# Returns per group: the batch id and 1 if this call created the trigger flag; then (key, row)
+# of the rows patched for local caches. Or a refusal from the cache checks: {'!', reason, ...}.
+_SCRIPT = (
+    LUA_HELPERS
+    + """
 local groups = tonumber(ARGV[1])
 local wake = ARGV[2] ~= '0'
 local result = {}
@@ -61,6 +71,15 @@ if ARGV[10] ~= '' then
     g = g + 1
   end
 end
+-- [cache] checks before anything is written (cache_patch.bo_check)
+local cache_plan, cache_ov = nil, nil
+if ARGV[#ARGV] ~= '' then
+  local refused
+  cache_plan = cjson.decode(ARGV[#ARGV])
+  refused, cache_ov = bo_check(cache_plan)
+  if refused then return refused end
+end
+-- [log] append the batches
 for g = 0, groups - 1 do
   local k = g * 3
   local id
@@ -76,25 +95,13 @@ for g = 0, groups - 1 do
   result[#result + 1] = created and 1 or 0
   a = a + 2
 end
+-- [cache] row patches, unique keys, pending markers (cache_patch.bo_write)
+if cache_plan then
+  local batch_ids = {}
+  for g = 1, groups do batch_ids[g] = result[g * 2 - 1] end
+  bo_write(cache_plan, cache_ov, batch_ids, result)
+end
 local key = groups * 3 + 1
-local plain = tonumber(ARGV[4])
-local done = 0
-while done < plain do
-  local args = {}
-  local upto = math.min(plain, done + SLICE / 2)
-  for i = done, upto - 1 do
-    args[#args + 1] = KEYS[key + i]
-    args[#args + 1] = ARGV[a + i]
-  end
-  redis.call('MSET', unpack(args))
-  done = upto
-end
-key = key + plain
-a = a + plain
-for i = 1, tonumber(ARGV[5]) do
-  redis.call('SET', KEYS[key], '-', 'EX', ARGV[6])
-  key = key + 1
-end
 for h = 1, tonumber(ARGV[7]) do
   local fields = tonumber(ARGV[a]) * 2
   a = a + 1
@@ -118,6 +125,7 @@ end
 if ARGV[9] ~= '' then redis.call('PUBLISH', ARGV[8], ARGV[9]) end
 return result
 """.replace("SLICE", str(_SLICE))
+)
 # Run by hash (EVALSHA), loaded the first time a server does not know it: no per-client
 # registration to keep.
 _SCRIPT_SHA = hashlib.sha1(_SCRIPT.encode()).hexdigest()
@@ -132,7 +140,8 @@ def enqueue_and_wake(
     message: bytes | None = None,
     replaces_dead_letters: Sequence[str] = (),
     check_backlog: bool = True,
-    after_enqueue: Callable[[], None] | None = None,
+    cache_plan: CachePlan | None = None,
+    after_enqueue: Callable[[dict[str, str]], None] | None = None,
 ) -> list[Batch]:
     """Append ``batches`` (one per group) to their logs and wake a worker where needed.
 
@@ -140,9 +149,11 @@ def enqueue_and_wake(
     pool) and the local-cache invalidation ``message`` go out in the same atomic script, as does
     the removal of the dead letters ``replaces_dead_letters`` (batch ids, one per batch) that
     these batches replay. ``check_backlog``: refuse with ``BacklogFullError`` (nothing written)
-    when a group holds its ``max_pending_batches``. ``after_enqueue`` runs once the log is
-    written and before any wake-up (the producer writes the caches of other pools there).
-    Returns the batches with their ids.
+    when a group holds its ``max_pending_batches``. ``cache_plan``: checked and written in
+    the same script (a refusal raises ``DuplicateKeyError`` / ``ValidationError``, nothing
+    written); its ``patched`` gets the rows patched for local caches. ``after_enqueue`` runs
+    once the log is written and before any wake-up, with the batch id per group (the producer
+    writes the caches of other pools there). Returns the batches with their ids.
     """
     keys = parts.keys
     settings = parts.settings
@@ -153,8 +164,8 @@ def enqueue_and_wake(
         len(batches),
         int(settings.trigger_ttl_s * 1000) if waker is not None else 0,
         epoch_token,
-        len(cache_writes.values) if cache_writes is not None else 0,
-        len(cache_writes.tombstones) if cache_writes is not None else 0,
+        0,  # (unused: rows and unique keys travel in the cache plan)
+        0,
         parts.caches.tombstone_ttl_s,
         len(cache_writes.hashes) if cache_writes is not None else 0,
         keys.invalidation_channel,
@@ -167,9 +178,6 @@ def enqueue_and_wake(
         payload = batch.encode()
         script_args += [payload, sign(payload, secret) if secret is not None else b""]
     if cache_writes is not None:
-        script_keys += list(cache_writes.values)
-        script_args += list(cache_writes.values.values())
-        script_keys += list(cache_writes.tombstones)
         for key, fields in cache_writes.hashes.items():
             script_keys.append(key)
             script_args.append(len(fields))
@@ -178,23 +186,32 @@ def enqueue_and_wake(
     for batch, dead_batch_id in zip(batches, replaces_dead_letters, strict=False):
         script_keys += [keys.dead(batch.group), keys.dead_index(batch.group)]
         script_args.append(dead_batch_id)
+    client = parts.log_redis()
     try:
-        results = _run(parts.log_redis(), script_keys, script_args)
+        if cache_plan is None:
+            results = _run(client, script_keys, [*script_args, b""])
+        else:
+            results = run_checked(
+                parts.mysql,
+                cache_plan,
+                lambda encoded: _run(client, script_keys, [*script_args, encoded]),
+            )
+            cache_plan.patched.update(patched_rows(results[2 * len(batches) :]))
     except redis.RedisError as e:
         raise backlog.full_error(e, settings, batches) or failure.log_write_failed(
             e, [b.group for b in batches]
         ) from e
 
-    if after_enqueue is not None:
-        after_enqueue()
     queued: list[Batch] = []
     for n, batch in enumerate(batches):
         raw_id = results[n * 2]
         batch_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
-        queued_batch = Batch(
-            batch.group, batch.operations, batch.created_at_ms, batch.replay_of, batch_id
+        queued.append(
+            Batch(batch.group, batch.operations, batch.created_at_ms, batch.replay_of, batch_id)
         )
-        queued.append(queued_batch)
+    if after_enqueue is not None:
+        after_enqueue({b.group: str(b.id) for b in queued})
+    for n, queued_batch in enumerate(queued):
         if results[n * 2 + 1] and waker is not None:
             wake(parts, waker, _wake_up(queued_batch))
     return queued

@@ -3,7 +3,8 @@
 A dead-lettered batch's cache writes never reach MySQL, and a replayed dead letter may be cached
 in a state MySQL never had: their keys go, so reads fall back to MySQL's truth (law 6). A later
 batch touching a row a dead letter touched is dropped too once it commits, since the cache may
-hold the dead letter's state on top of it.
+hold the dead letter's state on top of it. Either way the rows' pending markers are released
+(``cache_patch``), so readers may fill them from MySQL again.
 """
 
 from __future__ import annotations
@@ -17,14 +18,22 @@ if TYPE_CHECKING:
 
 
 class Invalidation:
-    def __init__(self, drop: Callable[[Sequence[Operation]], None]) -> None:
+    def __init__(
+        self,
+        drop: Callable[[Sequence[Operation]], None],
+        release_pending: Callable[[Sequence[Operation], str], None],
+    ) -> None:
         self._drop = drop
+        self._release_pending = release_pending
         self._tainted: set[tuple[str, int]] = set()  # rows a dead letter touched
 
-    def dead_lettered(self, ops: Sequence[Operation]) -> None:
+    def dead_lettered(self, ops: Sequence[Operation], batch_id: str) -> None:
         self.drop(ops)
+        self._release_pending(ops, batch_id)
 
-    def committed(self, chunk: Sequence[Batch]) -> None:
+    def committed(self, chunk: Sequence[Batch], last_id: str) -> None:
+        # MySQL has these rows now: readers may fill them again (cache_patch's markers)
+        self._release_pending([op for batch in chunk for op in batch.operations], last_id)
         stale = [
             op
             for batch in chunk

@@ -110,7 +110,7 @@ class Isolation:
             dead.error,
         )
         self.dead_letters.store(dead)
-        self.invalidation.dead_lettered(head.operations)
+        self.invalidation.dead_lettered(head.operations, str(head.id))
         return self._move_past(conn, cursor, str(head.id), epoch, report)
 
     def malformed(

@@ -69,6 +69,7 @@ PERMANENT_CODES = frozenset(
         1153,  # ER_NET_PACKET_TOO_LARGE (after a large statement: split first, see is_packet_error)
         1301,  # ER_WARN_ALLOWED_PACKET_OVERFLOWED (likewise)
         3140,  # ER_INVALID_JSON_TEXT
+        1032,  # ER_KEY_NOT_FOUND; also the applier's "row N of T no longer exists" (row_guard)
     }
 )
 

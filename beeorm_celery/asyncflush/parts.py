@@ -31,16 +31,29 @@ class CacheHooks:
 
     The producer writes the caches in the log pool inside its Lua script (``CacheWrites``
     with ``tombstone_ttl_s``) and the invalidation message too when it goes out on that pool;
-    ``write_other_pools`` and ``update_local`` do the rest after the log is written. The drain
-    calls ``drop`` for operations whose cached state MySQL never had (dead letters, replays).
+    ``write_other_pools`` (pools, message, batch id per group; returns the patched rows of
+    locally cached entities) and ``update_local`` (with those rows) do the rest after the log is
+    written. The drain calls ``drop`` for operations whose cached state MySQL never had (dead
+    letters, replays), and ``release_pending`` once batches through a batch id are applied or
+    dead-lettered (``cache_patch``: readers may fill those rows from MySQL again).
     """
 
     tombstone_ttl_s: int
+    missing_ttl_s: int
     invalidation_pool: str | None
     invalidation_message: Callable[[Iterable[Operation]], bytes | None]
-    write_other_pools: Callable[[dict[str, list[Operation]], bytes | None], None]
-    update_local: Callable[[Sequence[Operation]], None]
+    write_other_pools: Callable[
+        [dict[str, list[Operation]], bytes | None, dict[str, str]], dict[str, bytes]
+    ]
+    update_local: Callable[[Sequence[Operation], dict[str, bytes]], None]
     drop: Callable[[Sequence[Operation]], None]
+    release_pending: Callable[[Sequence[Operation], str], None]
+    # unique claims in Redis pools other than the log's (before the log append; given back
+    # if it fails): (ops by pool, all ops, the log's pool) -> claimed (key, id) by pool
+    claim_other_pools: Callable[
+        [dict[str, list[Operation]], Sequence[Operation], str], dict[str, list[tuple[str, str]]]
+    ]
+    undo_claims: Callable[[dict[str, list[tuple[str, str]]]], None]
 
 
 @dataclass(frozen=True)

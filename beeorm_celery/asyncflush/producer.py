@@ -2,8 +2,10 @@
 
 Steady state is one Redis command (``enqueue.py``): the batches, every cache entry in the log's
 Redis pool and the local-cache invalidation, in one atomic script (refused whole when a group's
-backlog is full). Caches in other Redis pools follow in one MULTI/EXEC each, after the log is
-written; then a wake-up goes out for each group whose trigger flag this flush created.
+backlog is full, or when the cache refuses the flush: a unique value held by another entity, a
+row or a referenced row known deleted; see ``cache_patch`` / ``unique_claims``). Caches in
+other Redis pools are claimed in one script each before, and written in one each after the log
+is written; then a wake-up goes out for each group whose trigger flag this flush created.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from beeorm_celery.asyncflush import failure
 from beeorm_celery.asyncflush.batch import Batch
 from beeorm_celery.asyncflush.enqueue import enqueue_and_wake
 from beeorm_celery.cache import CacheWrites
+from beeorm_celery.cache_patch import CachePlan
 from beeorm_celery.flush import ops_by_cache_pool
+from beeorm_celery.unique_claims import add_claims, reference_checks
 
 if TYPE_CHECKING:
     from beeorm_celery.asyncflush.parts import AsyncParts
@@ -34,33 +38,57 @@ def batches_of(ops: Sequence[Operation], created_at_ms: int) -> list[Batch]:
 
 
 def flush_async(parts: AsyncParts, ops: Sequence[Operation]) -> list[Batch]:
-    """Queue ``ops`` (already validated); returns the queued batches with their ids."""
+    """Queue ``ops`` (already validated); returns the queued batches with their ids.
+
+    Raises ``DuplicateKeyError`` / ``ValidationError`` when the cache refuses the flush; then
+    nothing is queued or cached.
+    """
     guard = parts.log_redis_guard
     if guard is not None and not guard.checked:
         guard.require_safe()  # Redis was unreachable at validate(): ask now, once
     caches = parts.caches
     log_pool = parts.log_pool
+    batches = batches_of(ops, int(time.time() * 1000))
+    group_no = {batch.group: n + 1 for n, batch in enumerate(batches)}
     other_pools = ops_by_cache_pool(ops)
-    log_writes = CacheWrites(parts.keys, caches.tombstone_ttl_s)
+    plan = CachePlan(parts.keys, caches.tombstone_ttl_s, caches.missing_ttl_s)
+    log_writes = CacheWrites()
     for op in other_pools.pop(log_pool, []):
-        log_writes.add(op)
+        plan.add_entity(op, group_no[op.schema.options.async_group])
+        add_claims(plan, op)
+        log_writes.add(parts.keys, op)
+    plan.add_reference_checks(reference_checks(parts.keys, ops, log_pool))
     message = caches.invalidation_message(ops)
     # The invalidation travels in the script when it goes out on the log's pool.
     in_script = message is not None and caches.invalidation_pool == log_pool
+    # Caches in other pools cannot be claimed in the log's script: claimed just before it.
+    claimed = caches.claim_other_pools(other_pools, ops, log_pool) if other_pools else {}
 
-    def other_caches() -> None:
+    written = False
+
+    def other_caches(batch_ids: dict[str, str]) -> None:
         # The log is written: from here on the SQL will land. Other pools' caches follow.
+        nonlocal written
+        written = True
         try:
-            caches.write_other_pools(other_pools, None if in_script else message)
+            plan.patched.update(
+                caches.write_other_pools(other_pools, None if in_script else message, batch_ids)
+            )
         except redis.RedisError as e:
             raise failure.cache_write_failed(e, list(other_pools)) from e
-        caches.update_local(ops)
+        caches.update_local(ops, plan.patched)
 
-    return enqueue_and_wake(
-        parts,
-        batches_of(ops, int(time.time() * 1000)),
-        uuid.uuid4().hex,
-        cache_writes=log_writes,
-        message=message if in_script else None,
-        after_enqueue=other_caches,
-    )
+    try:
+        return enqueue_and_wake(
+            parts,
+            batches,
+            uuid.uuid4().hex,
+            cache_writes=log_writes,
+            cache_plan=plan if plan else None,
+            message=message if in_script else None,
+            after_enqueue=other_caches,
+        )
+    except Exception:
+        if claimed and not written:
+            caches.undo_claims(claimed)
+        raise

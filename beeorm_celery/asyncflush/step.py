@@ -25,6 +25,7 @@ from beeorm_celery.asyncflush import future_ids, log_loss, position
 from beeorm_celery.asyncflush.batch import PAYLOAD_FIELD, Batch, SchemaLookup, decode_entry
 from beeorm_celery.asyncflush.log import Entry, GroupLog, after
 from beeorm_celery.asyncflush.report import DrainReport, Outcome
+from beeorm_celery.asyncflush.row_guard import check_matched
 from beeorm_celery.errors import MalformedBatchError
 from beeorm_celery.sql import operation_sql, statements
 
@@ -149,8 +150,8 @@ class TransactionStep:
         last_id = str(chunk[-1].id)
         statement = ""
         try:
-            for statement, _ in planned:
-                cursor.execute(statement)
+            for statement, carried in planned:
+                check_matched(carried, cursor.execute(statement))
             pending = max(0, self.log.last_length - len(chunk))
             position.advance(cursor, self.group, epoch, last_id, len(chunk), len(ops), pending)
             conn.commit()
@@ -159,7 +160,7 @@ class TransactionStep:
             return self.isolation.failed(conn, cursor, chunk, payloads, statement, e, epoch, report)
         self.log.trim_through(last_id, hold_trigger=True, clear_failure=True)
         self.isolation.passed(last_id)
-        self.invalidation.committed(chunk)
+        self.invalidation.committed(chunk, last_id)
         report.applied_batches += len(chunk)
         report.applied_operations += len(ops)
         return Outcome.PROGRESS

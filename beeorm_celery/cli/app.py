@@ -8,6 +8,7 @@ import click
 import pymysql
 import redis
 
+from beeorm_celery.cli.cache import cache
 from beeorm_celery.cli.consume import consume
 from beeorm_celery.cli.dead import dead
 from beeorm_celery.cli.metrics import metrics
@@ -85,3 +86,4 @@ cli.add_command(stats)
 cli.add_command(dead)
 cli.add_command(consume)
 cli.add_command(metrics)
+cli.add_command(cache)

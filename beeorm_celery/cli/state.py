@@ -29,7 +29,8 @@ Exit codes:
   0    ok
   1    not found or refused: unknown dead letter id, a dead letter that cannot
        be replayed, 'dead remove --all' answered no, or without --yes and
-       without a terminal to ask on (nothing is removed)
+       without a terminal to ask on (nothing is removed);
+       'cache verify' found differences (without --fix)
   2    usage or configuration error: bad option, bad --engine, unknown group
   3    Redis or MySQL unreachable or failing
   130  interrupted (a second Ctrl-C during --watch / --block, or any other time)
