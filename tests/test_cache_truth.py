@@ -247,7 +247,8 @@ def test_a_value_only_mysql_knows_is_refused_with_one_query_per_index(make_engin
     queries: list[str] = []
 
     def counting(sql, *args, **kwargs):
-        queries.append(sql)
+        if "FROM `category`" in sql:  # (new ids have their own bookkeeping queries)
+            queries.append(sql)
         return real(sql, *args, **kwargs)
 
     pool.read_all = counting  # type: ignore[method-assign]
