@@ -125,6 +125,10 @@ class Drain:
             if conn is not None:
                 self.pool.release(conn, broken=broken)
 
+    def connect(self) -> Connection[Any]:
+        """A connection of the group's pool, set up for applying (lock wait timeout)."""
+        return self._connect()
+
     def _connect(self) -> Connection[Any]:
         conn = self.pool.acquire()
         try:

@@ -139,6 +139,33 @@ def missing_column_alters(conn: Connection[Any]) -> list[str]:
     ]
 
 
+def lock_many(cursor: Cursor, groups: list[str]) -> dict[str, tuple[str, str]]:
+    """Lock the rows of ``groups`` that no other worker holds, in one statement: group ->
+    (epoch, last batch id). A group missing from the answer is held elsewhere or has no row
+    yet (``lock`` creates it)."""
+    marks = ", ".join(["%s"] * len(groups))
+    cursor.execute(
+        f"SELECT `async_group`, `epoch`, `last_batch_id` FROM `{APPLIED_TABLE}` "
+        f"WHERE `async_group` IN ({marks}) FOR UPDATE SKIP LOCKED",
+        groups,
+    )
+    return {str(g): (str(e), str(b)) for g, e, b in cursor.fetchall()}
+
+
+def advance_many(cursor: Cursor, moves: list[tuple[str, str, str, int, int]]) -> None:
+    """``advance`` for several locked rows in one statement: (group, epoch, batch id, batches,
+    operations) each. (A join with the moves as a derived table: MySQL and MariaDB alike.)"""
+    row = "SELECT %s AS `g`, %s AS `e`, %s AS `b`, %s AS `nb`, %s AS `no`"
+    cursor.execute(
+        f"UPDATE `{APPLIED_TABLE}` AS `a` JOIN ({' UNION ALL '.join([row] * len(moves))}) AS `m` "
+        "ON `a`.`async_group` = `m`.`g` SET `a`.`epoch` = `m`.`e`, "
+        "`a`.`last_batch_id` = `m`.`b`, `a`.`applied_batches` = `a`.`applied_batches` + `m`.`nb`, "
+        "`a`.`applied_operations` = `a`.`applied_operations` + `m`.`no`, "
+        "`a`.`updated_at` = NOW(6)",
+        [value for move in moves for value in move],
+    )
+
+
 def applied_counts(
     pools: Mapping[str, MySQLPool], groups: Mapping[str, str]
 ) -> dict[str, tuple[int, int]]:

@@ -14,6 +14,7 @@ DEFAULT_DRAIN_BUDGET_S = 5.0
 DEFAULT_LINGER_S = 0.05
 DEFAULT_COALESCE_S = 0.005
 DEFAULT_YIELD_AFTER_S = 0.5
+DEFAULT_ADOPT_AFTER_S = 0.01
 DEFAULT_RETRY_BACKOFF_S = 0.5
 DEFAULT_RETRY_BACKOFF_MAX_S = 60.0
 DEFAULT_UNKNOWN_ERROR_DEAD_LETTER_AFTER_S = 300.0
@@ -57,6 +58,11 @@ class AsyncFlushSettings:
     yield_after_s
         A worker draining one group hands over (re-queues its task) when another group's oldest
         batch has waited this long, so a busy group cannot keep every worker process to itself.
+    adopt_after_s
+        A worker applying one group also takes on every other group it serves (its queues)
+        whose oldest batch has waited this long, and turns over them one transaction at a time
+        (see ``asyncflush/rotation.py``): with more groups than worker processes, no process
+        lingers on one group while others wait, and no group needs a message per visit.
     retry_backoff_s / retry_backoff_max_s
         Exponential backoff (with full jitter) between attempts after a temporary error.
     unknown_error_dead_letter_after_s
@@ -99,6 +105,7 @@ class AsyncFlushSettings:
     linger_s: float = DEFAULT_LINGER_S
     coalesce_s: float = DEFAULT_COALESCE_S
     yield_after_s: float = DEFAULT_YIELD_AFTER_S
+    adopt_after_s: float = DEFAULT_ADOPT_AFTER_S
     retry_backoff_s: float = DEFAULT_RETRY_BACKOFF_S
     retry_backoff_max_s: float = DEFAULT_RETRY_BACKOFF_MAX_S
     unknown_error_dead_letter_after_s: float = DEFAULT_UNKNOWN_ERROR_DEAD_LETTER_AFTER_S

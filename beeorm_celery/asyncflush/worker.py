@@ -2,12 +2,13 @@
 
 An adapter maps its messages onto these calls and nothing else:
 
-- a message for group G arrives: ``handle(G)``. It drains G until the log is empty, the time
-  budget is spent, or another group has waited ``yield_after_s`` (fairness: a busy group does
-  not keep a worker process to itself); with work left it wakes G again through the waker, so
-  G's next turn queues behind the other groups' messages. A temporary MySQL error raises
-  ``TemporaryApplyError``: the adapter retries the message with the library's backoff
-  (``retry_delay_s``), the group waits behind its head batch meanwhile.
+- a message for group G arrives: ``handle(G)``. It applies G, and every other group this
+  worker serves whose batches wait (``rotation.py``: one transaction per group in turn), until
+  nothing is pending or the time budget is spent; with work left it wakes the groups again
+  through the waker, so their next turn queues behind the other messages. A temporary MySQL
+  error in G raises ``TemporaryApplyError``: the adapter retries the message with the library's
+  backoff (``retry_delay_s``), G waits behind its head batch meanwhile (an error in another
+  group woken for it wakes that group, whose own message retries it).
 - the worker starts: ``start_sweeping()`` (one sweep of every group with a backlog, then one
   every ``sweep_interval_s`` in a thread); the worker stops: ``stop()`` on what it returned.
 
@@ -20,14 +21,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from beeorm_celery.asyncflush import future_ids
 from beeorm_celery.asyncflush.backoff import backoff_s
-from beeorm_celery.asyncflush.drain import Drain
 from beeorm_celery.asyncflush.enqueue import wake
 from beeorm_celery.asyncflush.log import GroupLog
 from beeorm_celery.asyncflush.parts import AsyncParts
 from beeorm_celery.asyncflush.report import DrainReport
+from beeorm_celery.asyncflush.rotation import Cooling, Rotation
 from beeorm_celery.asyncflush.transport import Waker, WakeReason, WakeUp
 
 logger = logging.getLogger(__name__)
@@ -35,11 +37,17 @@ logger = logging.getLogger(__name__)
 
 class GroupWorker:
     """Drives the drains of one process's async core for an adapter; thread-safe (a drain per
-    call). ``waker`` is the adapter's: re-wakes and sweeps go through it."""
+    call). ``waker`` is the adapter's: re-wakes and sweeps go through it. ``served`` tells which
+    groups this worker process takes messages for (the adapter knows its queues; default: every
+    group); a turn takes on only those."""
 
-    def __init__(self, parts: AsyncParts, waker: Waker) -> None:
+    def __init__(
+        self, parts: AsyncParts, waker: Waker, served: Callable[[], list[str]] | None = None
+    ) -> None:
         self.parts = parts
         self.waker = waker
+        self.served = served or (lambda: self.groups)
+        self._cooling = Cooling()
 
     @property
     def groups(self) -> list[str]:
@@ -55,7 +63,10 @@ class GroupWorker:
         Raises ``TemporaryApplyError`` (retry this wake-up later, see ``retry_delay_s``) and
         ``ConfigError`` for a group this engine does not know (check with ``knows`` first).
         """
-        report = Drain(self.parts, group).run(should_yield=lambda: self.others_waiting(group))
+        rotation = Rotation(
+            self.parts, self.waker, self.served, self._cooling, lambda g: self.retry_delay_s(1)
+        )
+        report = rotation.run(group)
         if report.more:  # handed over: queue the rest behind the other groups' wake-ups
             wake(
                 self.parts,

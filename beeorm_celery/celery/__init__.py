@@ -22,6 +22,7 @@ from beeorm_celery.celery.routes import (
     TASK_NAME,
     add_route,
     queue_for,
+    served_groups,
     use_hardened_transport,
 )
 from beeorm_celery.celery.settings import recommended_settings
@@ -66,7 +67,9 @@ def install(
         return existing
     parts = engine.async_parts
     waker = CeleryWaker(app, queue_prefix)
-    worker = GroupWorker(parts, waker)
+    worker = GroupWorker(
+        parts, waker, served=lambda: served_groups(app, queue_prefix, sorted(parts.async_groups))
+    )
     parts.wakers.attach(waker)  # refuses a second adapter on this engine before anything else
     task = register_task(app, worker)
     task._beeorm_engine = engine  # lets a second install() into this app recognise it

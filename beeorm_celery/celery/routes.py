@@ -16,6 +16,13 @@ def queue_for(group: str, prefix: str = DEFAULT_QUEUE_PREFIX) -> str:
     return f"{prefix}{group}"
 
 
+def served_groups(app: Celery, prefix: str, groups: list[str]) -> list[str]:
+    """The groups whose queues this worker process consumes (``-Q``); read in the worker's
+    pool process, where the queues were chosen before it forked. Outside a worker: none."""
+    consumed = app.amqp.queues.consume_from or {}
+    return [g for g in groups if queue_for(g, prefix) in consumed]
+
+
 def add_route(app: Celery, prefix: str) -> None:
     """Route ``TASK_NAME`` by its first argument (the group), ahead of the app's own routes."""
 

@@ -1,0 +1,181 @@
+"""``joint_step``: one MySQL transaction that applies the head batches of several groups.
+
+A rotation (``rotation.py``) visits many groups of one MySQL pool in turn; with many groups
+each visit finds a batch or two, and one transaction per group made the fixed cost of a
+transaction (lock, position, COMMIT and its log flush, two Redis round trips) most of the cost
+per row. A joint step applies the due groups of one pool together:
+
+1. lock each group's row in the position table (``FOR UPDATE SKIP LOCKED``);
+2. read every locked group's log (epoch and first entries) in one Redis pipeline;
+3. run each group's statements and move each group's position, then one COMMIT;
+4. only then trim each group's log, in one Redis pipeline.
+
+Every group's position moves in the same transaction as its rows (law 3) and each group's
+batches run in log order, so order and exactly-once hold per group as in a single step. Only
+the plain case is handled here; a group whose row is held elsewhere or does not exist yet,
+whose log is new or was recreated, holds batches applied before, starts with a batch that does
+not decode, or is isolating a failure, is left to its own ``TransactionStep``
+(``Joint.single``). Any MySQL error rolls the whole transaction back and leaves every group
+of it to its own step, where isolation finds the batch at fault as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pymysql
+
+from beeorm_celery.asyncflush import position
+from beeorm_celery.asyncflush.batch import Batch, decode_entry
+from beeorm_celery.asyncflush.log import after, successor
+from beeorm_celery.errors import MalformedBatchError
+from beeorm_celery.sql import statements
+
+if TYPE_CHECKING:
+    from pymysql.connections import Connection
+
+    from beeorm_celery.asyncflush.drain import Drain
+    from beeorm_celery.asyncflush.parts import AsyncParts
+    from beeorm_celery.asyncflush.report import DrainReport
+
+
+@dataclass
+class Joint:
+    """What a joint step did, per group."""
+
+    applied: dict[str, bool] = field(default_factory=dict)  # group -> caught up
+    empty: list[str] = field(default_factory=list)  # nothing pending
+    single: list[str] = field(default_factory=list)  # left to the group's own step
+    busy: list[str] = field(default_factory=list)  # another worker holds it
+
+
+@dataclass
+class _Plan:
+    drain: Drain
+    epoch: str
+    chunk: list[Batch]
+    caught_up: bool
+
+
+def joint_step(
+    parts: AsyncParts,
+    conn: Connection[Any],
+    drains: list[Drain],
+    reports: dict[str, DrainReport],
+    known: set[str],
+) -> Joint:
+    """Apply the head batches of ``drains``' groups (all in ``conn``'s pool) in one transaction.
+
+    ``known``: groups whose row in the position table exists (a group missing from the
+    locked rows is then held by another worker, not new). Errors other than a statement's (the
+    connection, Redis) propagate; the caller then leaves every group to its own step.
+    """
+    settings = parts.settings
+    max_batches = settings.max_batches_per_transaction
+    joint = Joint()
+    cursor = conn.cursor()
+    conn.begin()
+    candidates = [d for d in drains if not d.isolation.single]
+    joint.single.extend(d.group for d in drains if d.isolation.single)
+    rows = position.lock_many(cursor, [d.group for d in candidates]) if candidates else {}
+    locked: list[tuple[Drain, str, str]] = []
+    for drain in candidates:
+        row = rows.get(drain.group)
+        if row is not None:
+            locked.append((drain, *row))
+        elif drain.group in known:
+            joint.busy.append(drain.group)  # another worker holds it: its holder goes on
+        else:
+            joint.single.append(drain.group)  # maybe no row yet: its own step creates it
+    if not locked:
+        conn.rollback()
+        return joint
+    pipe = parts.log_redis().pipeline(transaction=False)
+    for drain, _, _ in locked:
+        pipe.get(drain.log.epoch_key)
+        pipe.xrange(drain.log.log_key, "-", "+", count=max_batches)
+    raw = pipe.execute()
+    plans: list[_Plan] = []
+    operations = 0
+    for n, (drain, db_epoch, at) in enumerate(locked):
+        if operations >= settings.max_operations_per_transaction:
+            break  # the rest stays locked until COMMIT and is applied on the next turn
+        log_epoch = raw[2 * n].decode() if raw[2 * n] else None
+        entries = [(_text(i), f) for i, f in raw[2 * n + 1] or []]
+        if not entries:
+            joint.empty.append(drain.group)
+            continue
+        if log_epoch is None or log_epoch != db_epoch or not after(entries[0][0], at):
+            joint.single.append(drain.group)
+            continue
+        chunk: list[Batch] = []
+        for entry_id, fields in entries:
+            try:
+                batch = decode_entry(parts, drain.group, entry_id, fields, settings.secrets)
+            except MalformedBatchError:
+                break  # its own step dead-letters it once it is the head
+            if (chunk or plans) and (
+                operations + len(batch.operations) > settings.max_operations_per_transaction
+            ):
+                break
+            chunk.append(batch)
+            operations += len(batch.operations)
+        if not chunk:
+            joint.single.append(drain.group)
+            continue
+        caught_up = len(chunk) == len(entries) and len(entries) < max_batches
+        plans.append(_Plan(drain, log_epoch, chunk, caught_up))
+    if not plans:
+        conn.rollback()
+        return joint
+    try:
+        moves: list[tuple[str, str, str, int, int]] = []
+        for plan in plans:
+            ops = [op for batch in plan.chunk for op in batch.operations]
+            for statement, _ in statements(ops):
+                cursor.execute(statement)
+            last_id = str(plan.chunk[-1].id)
+            moves.append((plan.drain.group, plan.epoch, last_id, len(plan.chunk), len(ops)))
+        position.advance_many(cursor, moves)
+        conn.commit()
+    except pymysql.MySQLError:
+        _rollback(conn)
+        joint.single.extend(plan.drain.group for plan in plans)
+        return joint
+    _trim(parts, plans)
+    for plan in plans:
+        drain, chunk = plan.drain, plan.chunk
+        last_id = str(chunk[-1].id)
+        drain.isolation.passed(last_id)
+        drain.step.invalidation.committed(chunk)
+        report = reports[drain.group]
+        report.applied_batches += len(chunk)
+        report.applied_operations += sum(len(b.operations) for b in chunk)
+        joint.applied[drain.group] = plan.caught_up
+    known.update(d.group for d, _, _ in locked)
+    return joint
+
+
+def _trim(parts: AsyncParts, plans: list[_Plan]) -> None:
+    """What ``GroupLog.trim_through(hold_trigger=True, clear_failure=True)`` does, for every
+    group of the transaction in one round trip."""
+    pipe = parts.log_redis().pipeline(transaction=False)
+    for plan in plans:
+        log = plan.drain.log
+        last_id = str(plan.chunk[-1].id)
+        pipe.xtrim(log.log_key, minid=successor(last_id), approximate=False)
+        pipe.set(log.trigger_key, b"1", px=log.trigger_ttl_ms)
+        pipe.delete(log.failure_key)
+    pipe.execute()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _rollback(conn: Connection[Any]) -> None:
+    # If the connection is gone, the server rolls back on its own.
+    with contextlib.suppress(pymysql.MySQLError):
+        conn.rollback()
