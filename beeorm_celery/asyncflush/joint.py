@@ -49,6 +49,7 @@ class Joint:
     empty: list[str] = field(default_factory=list)  # nothing pending
     single: list[str] = field(default_factory=list)  # left to the group's own step
     busy: list[str] = field(default_factory=list)  # another worker holds it
+    error: pymysql.MySQLError | None = None  # what rolled the transaction back
 
 
 @dataclass
@@ -140,9 +141,10 @@ def joint_step(
             moves.append((plan.drain.group, plan.epoch, last_id, len(plan.chunk), len(ops)))
         position.advance_many(cursor, moves)
         conn.commit()
-    except pymysql.MySQLError:
+    except pymysql.MySQLError as e:
         _rollback(conn)
         joint.single.extend(plan.drain.group for plan in plans)
+        joint.error = e
         return joint
     _trim(parts, plans)
     for plan in plans:

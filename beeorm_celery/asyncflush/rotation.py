@@ -36,6 +36,7 @@ from beeorm_celery.asyncflush.enqueue import wake
 from beeorm_celery.asyncflush.heads import Heads
 from beeorm_celery.asyncflush.joint import joint_step
 from beeorm_celery.asyncflush.log import GroupLog
+from beeorm_celery.asyncflush.mysql_errors import ErrorClass, classify, error_code, error_message
 from beeorm_celery.asyncflush.report import DrainReport, Outcome
 from beeorm_celery.asyncflush.transport import WakeReason, WakeUp
 from beeorm_celery.errors import TemporaryApplyError
@@ -100,74 +101,84 @@ class Rotation:
         Raises ``TemporaryApplyError`` when ``first`` itself hit one (its message is retried);
         the other groups held are released (or woken) before.
         """
-        settings = self.settings
-        budget = settings.drain_budget_s if budget_s is None else budget_s
+        budget = self.settings.drain_budget_s if budget_s is None else budget_s
         deadline = time.monotonic() + budget
-        adopt_after_ms = settings.adopt_after_s * 1000
-        coalesce_ms = settings.coalesce_s * 1000
-        linger_ms = settings.linger_s * 1000
         report = DrainReport(first)
         held: list[str] = [first]
         failure: TemporaryApplyError | None = None
         try:
-            while True:
-                groups = self._candidates(first, held)
-                heads = self._heads.oldest_ms(groups)
-                now_ms = time.time() * 1000
-                waiting = [(h, g) for g, h in zip(groups, heads, strict=True) if h is not None]
-                # A group caught up at its last visit is visited again once its oldest batch is
-                # this old: with n groups pending, n times the coalescing window (at most the
-                # linger), so each transaction still carries many batches, not one.
-                gather_ms = min(coalesce_ms * max(1, len(waiting)), max(linger_ms, coalesce_ms))
-                due: list[tuple[int, str]] = []
-                adopted: list[str] = []
-                wait_ms: float | None = None  # how soon a group not due yet will be
-                clock_ms = time.monotonic() * 1000
-                for head, group in waiting:
-                    age_ms = now_ms - head
-                    if group in held:
-                        needed = gather_ms if group in self._caught_up else 0.0
-                    else:
-                        needed = adopt_after_ms  # just queued: its message, or another process
-                    busy_for = self._busy_until.get(group, 0.0) - clock_ms
-                    if busy_for > 0:  # another process was applying it a moment ago
-                        needed = max(needed, age_ms + busy_for)
-                    if age_ms < needed:
-                        wait_ms = (
-                            needed - age_ms if wait_ms is None else min(wait_ms, needed - age_ms)
-                        )
-                        continue
-                    if group not in held:
-                        adopted.append(group)
-                    due.append((head, group))
-                self._adopt(adopted, held)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return report  # the budget is spent: the release below wakes what is left
-                if not due:
-                    if wait_ms is not None:
-                        time.sleep(min(wait_ms / 1000, remaining))
-                        continue
-                    if settings.linger_s > 0 and self._wait(groups, remaining):
-                        continue
-                    return report
-                ordered = [g for _, g in sorted(due)]
-                for group in self._together(ordered, report, gather_ms):
-                    outcome = self._visit(group, report)
-                    if outcome is None:  # a temporary error in an adopted group
-                        held.remove(group)
-                    elif outcome is Outcome.BUSY:
-                        self._busy(group, gather_ms)
-                    elif outcome is Outcome.PROGRESS and not self._drains[group].step.caught_up:
-                        self._caught_up.discard(group)
-                    else:
-                        self._caught_up.add(group)
+            try:
+                self._turn(first, held, report, deadline)
+            except (pymysql.MySQLError, redis.RedisError, OSError) as e:
+                # Redis or MySQL failed outside a group's step (looking at the logs, lingering):
+                # the woken group's message is retried, as a drain's would be.
+                self._drain(first).isolation.temporary(None, e)
+                raise AssertionError("unreachable") from e  # temporary() always raises
         except TemporaryApplyError as e:
             failure = e
             raise
         finally:
             self._close(broken=failure is not None)
             self._release(held, skip=first if failure is not None else None, report=report)
+        return report
+
+    def _turn(self, first: str, held: list[str], report: DrainReport, deadline: float) -> None:
+        """Visit the due groups, adopting waiting ones, until nothing is pending (after the
+        linger) or the deadline; ``held`` grows with the groups taken on."""
+        settings = self.settings
+        adopt_after_ms = settings.adopt_after_s * 1000
+        coalesce_ms = settings.coalesce_s * 1000
+        linger_ms = settings.linger_s * 1000
+        while True:
+            groups = self._candidates(first, held)
+            heads = self._heads.oldest_ms(groups)
+            now_ms = time.time() * 1000
+            waiting = [(h, g) for g, h in zip(groups, heads, strict=True) if h is not None]
+            # A group caught up at its last visit is visited again once its oldest batch is
+            # this old: with n groups pending, n times the coalescing window (at most the
+            # linger), so each transaction still carries many batches, not one.
+            gather_ms = min(coalesce_ms * max(1, len(waiting)), max(linger_ms, coalesce_ms))
+            due: list[tuple[int, str]] = []
+            adopted: list[str] = []
+            wait_ms: float | None = None  # how soon a group not due yet will be
+            clock_ms = time.monotonic() * 1000
+            for head, group in waiting:
+                age_ms = now_ms - head
+                if group in held:
+                    needed = gather_ms if group in self._caught_up else 0.0
+                else:
+                    needed = adopt_after_ms  # just queued: its message, or another process
+                busy_for = self._busy_until.get(group, 0.0) - clock_ms
+                if busy_for > 0:  # another process was applying it a moment ago
+                    needed = max(needed, age_ms + busy_for)
+                if age_ms < needed:
+                    wait_ms = needed - age_ms if wait_ms is None else min(wait_ms, needed - age_ms)
+                    continue
+                if group not in held:
+                    adopted.append(group)
+                due.append((head, group))
+            self._adopt(adopted, held)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return  # the budget is spent: the release in run() wakes what is left
+            if not due:
+                if wait_ms is not None:
+                    time.sleep(min(wait_ms / 1000, remaining))
+                    continue
+                if settings.linger_s > 0 and self._wait(groups, remaining):
+                    continue
+                return
+            ordered = [g for _, g in sorted(due)]
+            for group in self._together(ordered, report, gather_ms):
+                outcome = self._visit(group, report)
+                if outcome is None:  # a temporary error in an adopted group
+                    held.remove(group)
+                elif outcome is Outcome.BUSY:
+                    self._busy(group, gather_ms)
+                elif outcome is Outcome.PROGRESS and not self._drains[group].step.caught_up:
+                    self._caught_up.discard(group)
+                else:
+                    self._caught_up.add(group)
 
     # --- choosing groups
 
@@ -245,6 +256,8 @@ class Rotation:
                 self._last[group] = Outcome.BUSY
                 self._busy(group, gather_ms)
             alone.update(joint.single)
+            if joint.error is not None:
+                _log_joint_failure(pool_groups, joint.error)
         return [g for g in groups if g in alone]
 
     def _drain(self, group: str) -> Drain:
@@ -260,10 +273,10 @@ class Rotation:
         pool = self.parts.async_groups[group]
         part = DrainReport(group)
         try:
-            conn = self._conns.get(pool)
-            if conn is None:
-                conn = self._conns[pool] = drain.connect()
             try:
+                conn = self._conns.get(pool)
+                if conn is None:
+                    conn = self._conns[pool] = drain.connect()
                 outcome = drain.step.run(conn, part)
                 self._last[group] = outcome
                 if outcome is not Outcome.BUSY:
@@ -324,3 +337,22 @@ class Rotation:
                     self.waker,
                     WakeUp(group, WakeReason.BACKLOG, f"{group}: backlog continues"),
                 )
+
+
+def _log_joint_failure(groups: list[str], error: pymysql.MySQLError) -> None:
+    code, message = error_code(error), error_message(error)
+    if classify(error) is ErrorClass.TEMPORARY:
+        logger.warning(
+            "async groups %s: joint transaction hit a temporary error (%s: %s); "
+            "applying them one at a time",
+            groups,
+            code,
+            message,
+        )
+    else:
+        logger.info(
+            "async groups %s: joint transaction refused (%s: %s); applying them one at a time",
+            groups,
+            code,
+            message,
+        )
