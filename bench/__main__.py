@@ -151,6 +151,9 @@ class Run:
             self.console.print(f"      -c {workers}, {groups} group(s)", highlight=False)
             found.append(self._throughput(workers, groups))
         self.details["scaling"] = found
+        for point in found:  # the group points (-c of the main run), for the ratios
+            if point["workers"] == sizes.workers:
+                self.results[f"scaling_g{point['groups']}_rows_per_s"] = point["rows_per_s"]
 
     def run_memory(self) -> None:
         drains = []
