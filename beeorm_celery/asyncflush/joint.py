@@ -30,6 +30,7 @@ import pymysql
 from beeorm_celery.asyncflush import position
 from beeorm_celery.asyncflush.batch import Batch, decode_entry
 from beeorm_celery.asyncflush.log import after, successor
+from beeorm_celery.asyncflush.row_guard import check_matched
 from beeorm_celery.errors import MalformedBatchError
 from beeorm_celery.sql import statements
 
@@ -58,6 +59,7 @@ class _Plan:
     epoch: str
     chunk: list[Batch]
     caught_up: bool
+    pending: int  # batches left in the log after these (kept in the position row)
 
 
 def joint_step(
@@ -97,20 +99,26 @@ def joint_step(
     for drain, _, _ in locked:
         pipe.get(drain.log.epoch_key)
         pipe.xrange(drain.log.log_key, "-", "+", count=max_batches)
+        pipe.xlen(drain.log.log_key)
     raw = pipe.execute()
     plans: list[_Plan] = []
     operations = 0
     for n, (drain, db_epoch, at) in enumerate(locked):
         if operations >= settings.max_operations_per_transaction:
             break  # the rest stays locked until COMMIT and is applied on the next turn
-        log_epoch = raw[2 * n].decode() if raw[2 * n] else None
-        entries = [(_text(i), f) for i, f in raw[2 * n + 1] or []]
+        epoch_raw, entries_raw, length = raw[3 * n : 3 * n + 3]
+        log_epoch = epoch_raw.decode() if epoch_raw else None
+        entries = [(_text(i), f) for i, f in entries_raw or []]
+        if log_epoch is None or log_epoch != db_epoch:
+            joint.single.append(drain.group)  # a new or a lost log: its own step handles it
+            continue
         if not entries:
             joint.empty.append(drain.group)
             continue
-        if log_epoch is None or log_epoch != db_epoch or not after(entries[0][0], at):
+        if not after(entries[0][0], at):
             joint.single.append(drain.group)
             continue
+        drain.step.pending_memory.saw(drain.group, int(length))
         chunk: list[Batch] = []
         for entry_id, fields in entries:
             try:
@@ -127,18 +135,19 @@ def joint_step(
             joint.single.append(drain.group)
             continue
         caught_up = len(chunk) == len(entries) and len(entries) < max_batches
-        plans.append(_Plan(drain, log_epoch, chunk, caught_up))
+        plans.append(_Plan(drain, log_epoch, chunk, caught_up, max(0, int(length) - len(chunk))))
     if not plans:
         conn.rollback()
         return joint
     try:
-        moves: list[tuple[str, str, str, int, int]] = []
+        moves: list[tuple[str, str, str, int, int, int]] = []
         for plan in plans:
             ops = [op for batch in plan.chunk for op in batch.operations]
-            for statement, _ in statements(ops):
-                cursor.execute(statement)
+            for statement, carried in statements(ops):
+                check_matched(carried, cursor.execute(statement))  # a row gone: singles find it
             last_id = str(plan.chunk[-1].id)
-            moves.append((plan.drain.group, plan.epoch, last_id, len(plan.chunk), len(ops)))
+            group, batches = plan.drain.group, len(plan.chunk)
+            moves.append((group, plan.epoch, last_id, batches, len(ops), plan.pending))
         position.advance_many(cursor, moves)
         conn.commit()
     except pymysql.MySQLError as e:
@@ -151,7 +160,7 @@ def joint_step(
         drain, chunk = plan.drain, plan.chunk
         last_id = str(chunk[-1].id)
         drain.isolation.passed(last_id)
-        drain.step.invalidation.committed(chunk)
+        drain.step.invalidation.committed(chunk, last_id)
         report = reports[drain.group]
         report.applied_batches += len(chunk)
         report.applied_operations += sum(len(b.operations) for b in chunk)

@@ -152,16 +152,17 @@ def lock_many(cursor: Cursor, groups: list[str]) -> dict[str, tuple[str, str]]:
     return {str(g): (str(e), str(b)) for g, e, b in cursor.fetchall()}
 
 
-def advance_many(cursor: Cursor, moves: list[tuple[str, str, str, int, int]]) -> None:
+def advance_many(cursor: Cursor, moves: list[tuple[str, str, str, int, int, int]]) -> None:
     """``advance`` for several locked rows in one statement: (group, epoch, batch id, batches,
-    operations) each. (A join with the moves as a derived table: MySQL and MariaDB alike.)"""
-    row = "SELECT %s AS `g`, %s AS `e`, %s AS `b`, %s AS `nb`, %s AS `no`"
+    operations, pending) each. (A join with the moves as a derived table: MySQL and MariaDB
+    alike.)"""
+    row = "SELECT %s AS `g`, %s AS `e`, %s AS `b`, %s AS `nb`, %s AS `no`, %s AS `np`"
     cursor.execute(
         f"UPDATE `{APPLIED_TABLE}` AS `a` JOIN ({' UNION ALL '.join([row] * len(moves))}) AS `m` "
         "ON `a`.`async_group` = `m`.`g` SET `a`.`epoch` = `m`.`e`, "
         "`a`.`last_batch_id` = `m`.`b`, `a`.`applied_batches` = `a`.`applied_batches` + `m`.`nb`, "
         "`a`.`applied_operations` = `a`.`applied_operations` + `m`.`no`, "
-        "`a`.`updated_at` = NOW(6)",
+        "`a`.`pending_seen` = `m`.`np`, `a`.`updated_at` = NOW(6)",
         [value for move in moves for value in move],
     )
 
