@@ -96,9 +96,17 @@ def celery_harness(
 
     harnesses: list[CeleryHarness] = []
 
-    def make(**async_options: Any) -> CeleryHarness:
+    def make(
+        *, broker: str | None = None, queue_prefix: str = "beeorm.", **async_options: Any
+    ) -> CeleryHarness:
         harness = CeleryHarness(
-            mysql_url, redis_url, broker_url, key_prefix, tmp_path, async_options
+            mysql_url,
+            redis_url,
+            broker or broker_url,
+            key_prefix,
+            tmp_path,
+            async_options,
+            queue_prefix,
         )
         harnesses.append(harness)
         return harness
@@ -107,3 +115,57 @@ def celery_harness(
     for harness in harnesses:
         harness.close()
     services.delete_keys(broker_url, key_prefix)
+
+
+@pytest.fixture
+def dramatiq_harness(
+    mysql_url: str, redis_url: str, broker_url: str, key_prefix: str, tmp_path: Any
+) -> Iterator[Callable[..., Any]]:
+    """``dramatiq_harness(**async_options)``: engine + Dramatiq RedisBroker + ``dramatiq``
+    worker processes for this test (``broker_url=`` another broker, ``queue_prefix=``)."""
+    from tests.support.workers import DramatiqHarness
+
+    harnesses: list[DramatiqHarness] = []
+
+    def make(
+        *, broker: str | None = None, queue_prefix: str = "beeorm.", **async_options: Any
+    ) -> DramatiqHarness:
+        harness = DramatiqHarness(
+            mysql_url,
+            redis_url,
+            broker or broker_url,
+            key_prefix,
+            tmp_path,
+            async_options,
+            queue_prefix,
+        )
+        harnesses.append(harness)
+        return harness
+
+    yield make
+    for harness in harnesses:
+        harness.close()
+    services.delete_keys(broker_url, key_prefix)
+
+
+@pytest.fixture(params=["celery", "dramatiq"])
+def harness(request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """A law's test against both backends: ``harness(**async_options)`` is a CeleryHarness with
+    real ``celery worker`` processes, then a DramatiqHarness with real ``dramatiq`` ones."""
+    return request.getfixturevalue(f"{request.param}_harness")  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    """$BEEORM_TEST_RABBITMQ_URL, by default the local RabbitMQ (guest/guest); tests skip when
+    it does not answer. Tests use queue names unique to them and delete them after."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = os.environ.get("BEEORM_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+    parsed = urlparse(url)
+    try:
+        socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 5672), 2).close()
+    except OSError:
+        pytest.skip(f"RabbitMQ at {parsed.hostname}:{parsed.port} does not answer")
+    return url

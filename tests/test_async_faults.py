@@ -38,8 +38,8 @@ def _edit_counters(ctx, counters, rounds, flush_every=1):
     return current, expected
 
 
-def test_sigkilled_workers_lose_and_double_nothing(celery_harness):
-    h = celery_harness(max_batches_per_transaction=20)
+def test_sigkilled_workers_lose_and_double_nothing(harness):
+    h = harness(max_batches_per_transaction=20)
     ctx = h.engine.new_context()
     counters = [ctx.new_entity(Counter, name=f"k{n}", value=0) for n in range(20)]
     ctx.flush_async()

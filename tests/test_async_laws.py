@@ -1,4 +1,5 @@
-"""The laws of the async flush (docs/architecture.md), each checked with real Celery workers."""
+"""The laws of the async flush (docs/architecture.md), each checked with real workers: Celery,
+and for the tests taking the ``harness`` fixture Dramatiq too."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ def test_invalid_flush_async_queues_and_caches_nothing(celery_harness):
     assert h.engine.new_context().get_by_id(Category, good.id) is None
 
 
-def test_three_hundred_edits_of_one_row_end_with_the_last_value(celery_harness):
-    h = celery_harness()
+def test_three_hundred_edits_of_one_row_end_with_the_last_value(harness):
+    h = harness()
     h.start_worker(concurrency=4)
     h.start_worker(concurrency=2)
     ctx = h.engine.new_context()
@@ -81,8 +82,8 @@ def test_reads_see_the_new_state_before_any_worker_ran(celery_harness):
     wait_until(lambda: scalar(h.engine, "SELECT COUNT(*) FROM product") == 1, timeout_s=30)
 
 
-def test_duplicate_key_dead_letters_the_batch_and_the_group_goes_on(celery_harness):
-    h = celery_harness()
+def test_duplicate_key_dead_letters_the_batch_and_the_group_goes_on(harness):
+    h = harness()
     ctx = h.engine.new_context()
     clash = ctx.new_entity(Category, name="Taken")
     ctx.flush_async()
@@ -145,8 +146,8 @@ def test_fixed_dead_letter_replays_at_the_end_of_its_group(celery_harness):
     )
 
 
-def test_lock_wait_timeout_is_retried_and_both_edits_land_in_order(celery_harness):
-    h = celery_harness(lock_wait_timeout_s=1, retry_backoff_s=1, retry_backoff_max_s=2)
+def test_lock_wait_timeout_is_retried_and_both_edits_land_in_order(harness):
+    h = harness(lock_wait_timeout_s=1, retry_backoff_s=1, retry_backoff_max_s=2)
     ctx = h.engine.new_context()
     counter = ctx.new_entity(Counter, name="locked", value=0)
     ctx.flush()  # the row exists in MySQL

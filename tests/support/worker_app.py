@@ -39,7 +39,7 @@ def build_app(broker_url: str, prefix: str) -> Celery:
     return app
 
 
-if "BEEORM_TEST_DB_URL" in os.environ:
+if "BEEORM_TEST_BROKER_URL" in os.environ:
     engine = build_engine(
         os.environ["BEEORM_TEST_DB_URL"],
         os.environ["BEEORM_TEST_REDIS_URL"],
@@ -47,4 +47,4 @@ if "BEEORM_TEST_DB_URL" in os.environ:
         json.loads(os.environ.get("BEEORM_TEST_ASYNC", "{}")),
     )
     app = build_app(os.environ["BEEORM_TEST_BROKER_URL"], os.environ["BEEORM_TEST_PREFIX"])
-    install(app, engine)
+    install(app, engine, queue_prefix=os.environ.get("BEEORM_TEST_QUEUE_PREFIX", "beeorm."))

@@ -1,4 +1,6 @@
-"""Real ``celery worker`` processes for tests: start, wait until ready, kill, stop."""
+"""Real ``celery worker`` and ``dramatiq`` worker processes for tests: start, wait until ready,
+kill, stop. ``CeleryHarness`` and ``DramatiqHarness`` have the same interface, so a law's test
+runs against both backends (the ``harness`` fixture)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ class WorkerProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
     name: str
+    ready_marker: str = " ready."
+    ready_count: int = 1
 
     @property
     def pid(self) -> int:
@@ -46,7 +50,7 @@ class WorkerProcess:
     def wait_ready(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if " ready." in self.log():
+            if self.log().count(self.ready_marker) >= self.ready_count:
                 return
             if self.process.poll() is not None:
                 raise AssertionError(
@@ -91,7 +95,9 @@ class CeleryHarness:
     prefix: str
     tmp_path: Path
     async_options: dict[str, Any] = field(default_factory=dict)
+    queue_prefix: str = "beeorm."
     workers: list[WorkerProcess] = field(default_factory=list)
+    backend = "celery"
 
     def __post_init__(self) -> None:
         self.engine: Engine = build_engine(
@@ -99,7 +105,15 @@ class CeleryHarness:
         )
         self.engine.update_schema()
         self.app = build_app(self.broker_url, self.prefix)
-        self.task = install(self.app, self.engine, sweep=False)
+        self.task = install(self.app, self.engine, sweep=False, queue_prefix=self.queue_prefix)
+
+    def wake(self, group: Any, *args: Any) -> None:
+        """Send the apply message for ``group`` as a producer would (any arguments)."""
+        self.task.apply_async(args=(group, *args), queue=f"{self.queue_prefix}{group}")
+
+    def queue_key(self, group: str) -> str:
+        """The Redis key of group's queue (Redis broker)."""
+        return f"{self.prefix}:q:{self.queue_prefix}{group}"
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -109,6 +123,7 @@ class CeleryHarness:
             BEEORM_TEST_PREFIX=self.prefix,
             BEEORM_TEST_BROKER_URL=self.broker_url,
             BEEORM_TEST_ASYNC=json.dumps(self.async_options),
+            BEEORM_TEST_QUEUE_PREFIX=self.queue_prefix,
             PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
         )
         return env
@@ -125,7 +140,9 @@ class CeleryHarness:
         """``queue_names`` replaces the -Q list made from ``queues``; ``env`` adds to or
         overrides the worker's environment (e.g. another BEEORM_TEST_DB_URL)."""
         name = f"w{uuid.uuid4().hex[:6]}"
-        queue_names = queue_names or ",".join(f"beeorm.{g}" for g in (queues or models.GROUPS))
+        queue_names = queue_names or ",".join(
+            f"{self.queue_prefix}{g}" for g in (queues or models.GROUPS)
+        )
         log_path = self.tmp_path / f"{name}.log"
         command = [
             sys.executable,
@@ -166,5 +183,150 @@ class CeleryHarness:
         for worker in self.workers:
             worker.stop()
         self.engine.close()
-        # The broker keys (queues, kombu bindings) live under the prefix: this run's only.
-        services.delete_keys(self.broker_url, self.prefix)
+        if self.broker_url.startswith("amqp"):
+            rabbitmq_delete_queues(self.broker_url, self.queue_prefix, celery=True)
+        else:
+            # The broker keys (queues, kombu bindings) live under the prefix: this run's only.
+            services.delete_keys(self.broker_url, self.prefix)
+
+
+@dataclass
+class DramatiqHarness:
+    """An engine, a Dramatiq broker wired to it (this process is a producer), and ``dramatiq``
+    worker processes running ``tests.support.dramatiq_app`` on the same database/prefix.
+
+    ``concurrency`` n means n worker threads: ``max(1, n // 2)`` processes of 2 threads."""
+
+    db_url: str
+    redis_url: str
+    broker_url: str
+    prefix: str
+    tmp_path: Path
+    async_options: dict[str, Any] = field(default_factory=dict)
+    queue_prefix: str = "beeorm."
+    workers: list[WorkerProcess] = field(default_factory=list)
+    backend = "dramatiq"
+
+    def __post_init__(self) -> None:
+        from beeorm_celery.dramatiq import install as install_dramatiq
+        from tests.support.dramatiq_app import build_broker
+
+        self.engine: Engine = build_engine(
+            self.db_url, self.redis_url, self.prefix, self.async_options
+        )
+        self.engine.update_schema()
+        self.broker = build_broker(self.broker_url, self.prefix)
+        self.actor = install_dramatiq(
+            self.broker, self.engine, sweep=False, queue_prefix=self.queue_prefix
+        )
+
+    def wake(self, group: Any, *args: Any) -> None:
+        from dramatiq import Message
+
+        from beeorm_celery.dramatiq import ACTOR_NAME
+
+        self.broker.enqueue(
+            Message(
+                queue_name=f"{self.queue_prefix}{group}",
+                actor_name=ACTOR_NAME,
+                args=(group, *args),
+                kwargs={},
+                options={},
+            )
+        )
+
+    def queue_key(self, group: str) -> str:
+        """The Redis list of message ids of group's queue (RedisBroker)."""
+        return f"{self.prefix}-dq:{self.queue_prefix}{group}"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            BEEORM_TEST_DB_URL=self.db_url,
+            BEEORM_TEST_REDIS_URL=self.redis_url,
+            BEEORM_TEST_PREFIX=self.prefix,
+            BEEORM_TEST_DRAMATIQ_BROKER_URL=self.broker_url,
+            BEEORM_TEST_ASYNC=json.dumps(self.async_options),
+            BEEORM_TEST_QUEUE_PREFIX=self.queue_prefix,
+            PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
+        )
+        return env
+
+    def start_worker(
+        self,
+        concurrency: int = 2,
+        queues: tuple[str, ...] | None = None,
+        extra_args: tuple[str, ...] = (),
+        wait: bool = True,
+        queue_names: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> WorkerProcess:
+        name = f"d{uuid.uuid4().hex[:6]}"
+        names = (
+            queue_names.split(",")
+            if queue_names
+            else [f"{self.queue_prefix}{g}" for g in (queues or models.GROUPS)]
+        )
+        processes = max(1, concurrency // 2)
+        log_path = self.tmp_path / f"{name}.log"
+        command = [
+            sys.executable,
+            "-m",
+            "dramatiq",
+            "tests.support.dramatiq_app",
+            "--processes",
+            str(processes),
+            "--threads",
+            "2",
+            "--worker-shutdown-timeout",
+            "10000",
+            "--queues",
+            *names,
+            *extra_args,
+        ]
+        with open(log_path, "wb") as log_file:
+            process = subprocess.Popen(
+                command,
+                cwd=REPO,
+                env={**self.env(), **(env or {})},
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        worker = WorkerProcess(
+            process, log_path, name, "Worker process is ready for action.", processes
+        )
+        self.workers.append(worker)
+        if wait:
+            worker.wait_ready()
+        return worker
+
+    def close(self) -> None:
+        for worker in self.workers:  # all at once: each takes seconds to shut down
+            if worker.alive():
+                worker.process.send_signal(signal.SIGTERM)
+        for worker in self.workers:
+            worker.stop()
+        self.engine.close()
+        self.broker.close()
+        if self.broker_url.startswith("amqp"):
+            rabbitmq_delete_queues(self.broker_url, self.queue_prefix, celery=False)
+        else:
+            services.delete_keys(self.broker_url, self.prefix)
+
+
+def rabbitmq_delete_queues(url: str, queue_prefix: str, *, celery: bool) -> None:
+    """Delete this test's queues on a shared RabbitMQ: ``<queue_prefix><group>`` and, for
+    Dramatiq, their ``.DQ`` and ``.XQ``; Celery's exchange of the same name too."""
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        for group in models.GROUPS:
+            name = f"{queue_prefix}{group}"
+            for queue in (name,) if celery else (name, f"{name}.DQ", f"{name}.XQ"):
+                channel.queue_delete(queue)
+            if celery:
+                channel.exchange_delete(name)
+    finally:
+        connection.close()

@@ -1,0 +1,49 @@
+"""What a Dramatiq worker process of this broker does around its life: check, sweep, stop.
+
+A middleware belongs to one broker, so it runs only in workers of that broker, once per worker
+process (``--processes N`` boots N workers, each sweeping; the trigger flags keep their
+wake-ups from doubling up).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import dramatiq
+
+if TYPE_CHECKING:
+    from beeorm_celery.asyncflush.worker import GroupWorker, PeriodicSweep
+    from beeorm_celery.engine import Engine
+
+logger = logging.getLogger(__name__)
+
+
+class AsyncFlushLifecycle(dramatiq.Middleware):
+    """Before the worker consumes anything: the start-up checks (``startup.py``; a fatal one
+    raises ``ConfigError`` and the worker process exits). Once it consumes: a sweep of every
+    group with a backlog, then one every ``sweep_interval_s`` (``sweep=False``: none). Before it
+    shuts down: the sweeping thread stops; Dramatiq lets running messages finish."""
+
+    def __init__(self, engine: Engine, worker: GroupWorker, queue_prefix: str, sweep: bool) -> None:
+        self.engine = engine
+        self.worker = worker
+        self.queue_prefix = queue_prefix
+        self.sweep = sweep
+        self._sweeping: PeriodicSweep | None = None
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        from beeorm_celery.startup import check_at_worker_start
+
+        # --queues given: only those; none given: every queue declared on the broker
+        consumed = set(worker.queues) if worker.queues else broker.get_declared_queues()
+        check_at_worker_start(self.engine, consumed, self.queue_prefix)
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        if self.sweep and self._sweeping is None:
+            self._sweeping = self.worker.start_sweeping()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        if self._sweeping is not None:
+            self._sweeping.stop()
+            self._sweeping = None

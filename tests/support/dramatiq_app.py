@@ -1,0 +1,41 @@
+"""The Dramatiq app that test workers run: ``dramatiq tests.support.dramatiq_app``.
+
+The same environment as ``worker_app`` (BEEORM_TEST_DB_URL, BEEORM_TEST_REDIS_URL,
+BEEORM_TEST_PREFIX, BEEORM_TEST_ASYNC), plus BEEORM_TEST_DRAMATIQ_BROKER_URL (``redis://`` or
+``amqp://``) and BEEORM_TEST_QUEUE_PREFIX (queue names unique to a test on a shared RabbitMQ).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import dramatiq
+
+from beeorm_celery.dramatiq import install
+from tests.support.worker_app import build_engine
+
+
+def build_broker(url: str, prefix: str) -> dramatiq.Broker:
+    """A RedisBroker whose keys live under ``prefix`` (this test's), or a RabbitmqBroker."""
+    if url.startswith(("amqp://", "amqps://")):
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        return RabbitmqBroker(url=url)
+    from dramatiq.brokers.redis import RedisBroker
+
+    return RedisBroker(url=url, namespace=f"{prefix}-dq")
+
+
+if "BEEORM_TEST_DRAMATIQ_BROKER_URL" in os.environ:
+    engine = build_engine(
+        os.environ["BEEORM_TEST_DB_URL"],
+        os.environ["BEEORM_TEST_REDIS_URL"],
+        os.environ["BEEORM_TEST_PREFIX"],
+        json.loads(os.environ.get("BEEORM_TEST_ASYNC", "{}")),
+    )
+    broker = build_broker(
+        os.environ["BEEORM_TEST_DRAMATIQ_BROKER_URL"], os.environ["BEEORM_TEST_PREFIX"]
+    )
+    dramatiq.set_broker(broker)
+    install(broker, engine, queue_prefix=os.environ.get("BEEORM_TEST_QUEUE_PREFIX", "beeorm."))
