@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck check bench chaos worker flower clean
+.PHONY: install demo test lint typecheck check bench chaos worker worker-dramatiq flower clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check beeorm_celery tests bench demo worker shop
-	$(BIN)/ruff format --check beeorm_celery tests bench demo worker shop
+	$(BIN)/ruff check beeorm_celery tests bench demo worker worker_dramatiq.py shop
+	$(BIN)/ruff format --check beeorm_celery tests bench demo worker worker_dramatiq.py shop
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -43,6 +43,10 @@ chaos: $(STAMP)
 
 worker: $(STAMP)
 	$(BIN)/celery -A worker worker -Q beeorm.default,beeorm.catalog,beeorm.orders -c 2 -E --loglevel=info
+
+## make worker-dramatiq: the example Dramatiq worker (worker_dramatiq.py) on the same queues
+worker-dramatiq: $(STAMP)
+	$(BIN)/dramatiq worker_dramatiq --processes 2 --threads 4 --queues beeorm.default beeorm.catalog beeorm.orders
 
 ## make flower: Flower on 127.0.0.1:5555. Its HTTP API (/api/...) answers 401 unless it has
 ##   authentication or FLOWER_UNAUTHENTICATED_API is set; on the loopback only, this target sets it.

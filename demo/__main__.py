@@ -34,7 +34,15 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m demo",
-        description="beeorm-celery end to end: flush_async() through a real Celery worker.",
+        description="beeorm-celery end to end: flush_async() through a real Celery (or "
+        "Dramatiq) worker.",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("celery", "dramatiq"),
+        default="celery",
+        help="the task queue whose worker applies the batches (default celery; dramatiq needs "
+        "pip install beeorm-celery[dramatiq])",
     )
     parser.add_argument(
         "--entities",
@@ -63,12 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     console = Console()
     try:
-        config = load(args.entities, args.per_flush, args.speed_calls, args.keep)
+        config = load(args.entities, args.per_flush, args.speed_calls, args.keep, args.backend)
     except ConfigProblem as e:
         console.print(f"[bold red]demo: {e}[/]")
         return 2
     signal.signal(signal.SIGTERM, _on_sigterm)
-    console.rule("[bold]beeorm-celery demo")
+    console.rule(f"[bold]beeorm-celery demo ({args.backend})")
     run = DemoRun(config, console)
     code = 1
     try:

@@ -2,7 +2,8 @@
 
 BEEORM_DEMO_MYSQL_URL   default mysql://root@127.0.0.1:3306/beeorm_demo (dropped and recreated!)
 BEEORM_DEMO_REDIS_URL   default redis://127.0.0.1:6379/0 (only keys under beeorm_demo: are touched)
-BEEORM_DEMO_BROKER_URL  default: the Redis URL (only keys under beeorm_demo:q: are touched)
+BEEORM_DEMO_BROKER_URL  default: the Redis URL (only keys under beeorm_demo:q: are touched); the
+                        broker of both backends (--backend celery | dramatiq)
 
 The database name is also the Redis key prefix, so two demos with two database names can run
 side by side on the same servers.
@@ -73,6 +74,7 @@ class DemoConfig:
     per_flush: int  # entities per flush_async() call: a web request's worth
     speed_calls: int  # flush() and flush_async() calls of each shape in the speed comparison
     keep: bool  # leave the database, keys and worker log for a look afterwards
+    backend: str = "celery"  # or "dramatiq": which task queue carries the wake-ups
     worker_ready_timeout_s: float = 60.0
     land_timeout_s: float = 45.0  # the longest the demo waits for the worker to catch up
 
@@ -94,13 +96,17 @@ class DemoConfig:
 
     @property
     def worker_env(self) -> dict[str, str]:
-        """The variables shop/orm.py and celeryconfig.py read, pointing at the demo's data."""
+        """The variables shop/orm.py, celeryconfig.py and worker_dramatiq.py read, pointing at
+        the demo's data."""
         env = {
             "BEEORM_MYSQL_URL": self.mysql_url,
             "BEEORM_REDIS_URL": self.redis_url,
             "BEEORM_KEY_PREFIX": self.key_prefix,
             "BEEORM_BROKER_URL": self.broker_url,
             "BEEORM_BROKER_KEY_PREFIX": self.broker_key_prefix,
+            "BEEORM_DRAMATIQ_BROKER_URL": self.broker_url,
+            # Dramatiq's keys under the same prefix, so the demo's clean-up finds them too
+            "BEEORM_DRAMATIQ_NAMESPACE": f"{self.broker_key_prefix}dramatiq",
         }
         if self.signing_secret:
             env["BEEORM_SIGNING_SECRET"] = self.signing_secret
@@ -108,7 +114,11 @@ class DemoConfig:
 
 
 def load(
-    entities: int = 20_000, per_flush: int = 10, speed_calls: int = 100, keep: bool = False
+    entities: int = 20_000,
+    per_flush: int = 10,
+    speed_calls: int = 100,
+    keep: bool = False,
+    backend: str = "celery",
 ) -> DemoConfig:
     redis_url = os.environ.get("BEEORM_DEMO_REDIS_URL", DEFAULT_REDIS_URL)
     config = DemoConfig(
@@ -120,6 +130,7 @@ def load(
         per_flush=per_flush,
         speed_calls=speed_calls,
         keep=keep,
+        backend=backend,
     )
     config.mysql  # noqa: B018 - parse now, so a bad URL stops the demo before anything starts
     if not config.broker_url.startswith(("redis://", "rediss://")):

@@ -1,8 +1,10 @@
-"""The demo's engines and its producer-side Celery app, built like shop/orm.py and worker/."""
+"""The demo's engines and its producer side (a Celery app, or a Dramatiq broker), built like
+shop/orm.py, worker/ and worker_dramatiq.py."""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from celery import Celery
 
@@ -41,3 +43,23 @@ def connect_producer(config: DemoConfig, engine: Engine) -> Celery:
     # The sweep belongs in workers (a worker bootstep of their app); a producer only publishes.
     install(app, engine, sweep=False)
     return app
+
+
+def connect_producer_for(config: DemoConfig, engine: Engine) -> Any:
+    """The producer side of ``config.backend``: a Celery app, or a Dramatiq broker."""
+    if config.backend == "dramatiq":
+        return connect_dramatiq_producer(config, engine)
+    return connect_producer(config, engine)
+
+
+def connect_dramatiq_producer(config: DemoConfig, engine: Engine) -> Any:
+    """A Dramatiq broker built as ``worker_dramatiq.py`` builds it, wired to ``engine``."""
+    from beeorm_celery.dramatiq import broker_from_url
+    from beeorm_celery.dramatiq import install as install_dramatiq
+
+    env = config.worker_env
+    broker = broker_from_url(
+        env["BEEORM_DRAMATIQ_BROKER_URL"], namespace=env["BEEORM_DRAMATIQ_NAMESPACE"]
+    )
+    install_dramatiq(broker, engine, sweep=False)
+    return broker

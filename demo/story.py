@@ -26,7 +26,7 @@ from rich.table import Table
 from beeorm_celery import Context, Engine
 from demo import services
 from demo.config import DemoConfig
-from demo.engine import PRODUCER_ID_BLOCK_SIZE, build_engine, connect_producer
+from demo.engine import PRODUCER_ID_BLOCK_SIZE, build_engine, connect_producer_for
 from demo.failure import permanent_failure
 from demo.figures import Latency, ms, plan_flushes, split_flush
 from demo.progress import QueuedVsApplied
@@ -71,12 +71,14 @@ class DemoRun:
         self.console = console
         self.started = time.monotonic()
         self.workdir = Path(tempfile.mkdtemp(prefix="beeorm-demo-"))
-        self.worker = WorkerProcess(config.worker_env, self.workdir / "worker.log")
+        self.worker = WorkerProcess(
+            config.worker_env, self.workdir / "worker.log", backend=config.backend
+        )
         self.expected: Counter[str] = Counter()  # rows each table must hold at the end
         self.engine: Engine | None = None
         self.reader: Engine | None = None  # "another process": its own engine and caches
         self.probe: services.MySQLProbe | None = None
-        self.app: Celery | None = None
+        self.app: Celery | Any = None  # the producer side: a Celery app or a Dramatiq broker
         self.categories: list[Category] = []
 
     # --- helpers
@@ -129,7 +131,7 @@ class DemoRun:
         self.reader = build_engine(config)
         created = self.eng.update_schema()
         self.probe = services.MySQLProbe(config.mysql)
-        self.app = connect_producer(config, self.eng)
+        self.app = connect_producer_for(config, self.eng)
         tables = ", ".join(s.table for s in self.eng.schemas)
         self.say(
             f"MySQL   {config.mysql.safe_url}: database recreated, tables {tables} "
@@ -141,7 +143,11 @@ class DemoRun:
         )
         self.say(
             f"Broker  {config.broker_url}: queues under [cyan]{config.broker_key_prefix}[/] "
-            "(kombu global_keyprefix, set by BEEORM_BROKER_KEY_PREFIX in celeryconfig.py)"
+            + (
+                "(Dramatiq's namespace, BEEORM_DRAMATIQ_NAMESPACE in worker_dramatiq.py)"
+                if config.backend == "dramatiq"
+                else "(kombu global_keyprefix, set by BEEORM_BROKER_KEY_PREFIX in celeryconfig.py)"
+            )
         )
         ctx = self.eng.new_context()
         self.categories = [ctx.new_entity(Category, name=name) for name in CATEGORY_NAMES]
@@ -185,7 +191,7 @@ class DemoRun:
         return order.id
 
     def start_worker(self, order_id: int) -> None:
-        self.section("3 · A real Celery worker")
+        self.section(f"3 · A real {self.config.backend.capitalize()} worker")
         self.say(f"$ {self.worker.display_command}")
         self.worker.start()
         ready_s = self.worker.wait_ready(self.config.worker_ready_timeout_s)
@@ -314,6 +320,8 @@ class DemoRun:
         for engine in (self.engine, self.reader):
             if engine is not None:
                 engine.close()
+        if self.config.backend == "dramatiq" and self.app is not None:
+            self.app.close()  # the Dramatiq broker's connections
         if self.probe is not None:
             self.probe.close()
         return outcome

@@ -1,4 +1,5 @@
-"""The demo's ``celery -A worker worker`` process: start it, wait until ready, always stop it."""
+"""The demo's worker process (``celery -A worker worker``, or ``dramatiq worker_dramatiq`` with
+``--backend dramatiq``): start it, wait until ready, always stop it."""
 
 from __future__ import annotations
 
@@ -32,14 +33,18 @@ class WorkerProblem(Exception):
 
 
 class WorkerProcess:
-    """``celery -A worker worker -Q beeorm.catalog,beeorm.orders,beeorm.default -c 2``.
+    """``celery -A worker worker -Q beeorm.catalog,beeorm.orders,beeorm.default -c 2``, or
+    ``dramatiq worker_dramatiq --processes 1 --threads 2 --queues beeorm.catalog ...``.
 
     It runs in a session of its own, so a Ctrl-C in the terminal reaches only the demo, which
     then stops the worker itself (warm shutdown: the running task finishes and is acked).
     """
 
-    def __init__(self, env: dict[str, str], log_path: Path, concurrency: int = 2) -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, concurrency: int = 2, backend: str = "celery"
+    ) -> None:
         self.log_path = log_path
+        self.backend = backend
         self.celery_args = [
             "-A", "worker", "worker", "-Q", ",".join(QUEUES), "-c", str(concurrency),
             "-n", f"demo-{os.getpid()}@%h",
@@ -48,17 +53,31 @@ class WorkerProcess:
             "--without-mingle", "--without-gossip",
             "--loglevel", "INFO",
         ]  # fmt: skip
+        # Dramatiq: one process of `concurrency` threads (the threads share the engine's pools)
+        self.dramatiq_args = [
+            "worker_dramatiq", "--processes", "1", "--threads", str(concurrency),
+            "--queues", *QUEUES,
+        ]  # fmt: skip
         self._env = {**os.environ, **env, "PYTHONPATH": _python_path()}
         self.process: subprocess.Popen[bytes] | None = None
         self.exit_code: int | None = None
 
     @property
     def display_command(self) -> str:
+        if self.backend == "dramatiq":
+            return "dramatiq " + " ".join(self.dramatiq_args)
         return "celery " + " ".join(self.celery_args)
 
     @property
+    def ready_marker(self) -> str:
+        return "ready for action." if self.backend == "dramatiq" else " ready."
+
+    @property
     def command(self) -> list[str]:
-        celery = ["-m", "celery", *self.celery_args]
+        if self.backend == "dramatiq":
+            celery = ["-m", "dramatiq", *self.dramatiq_args]
+        else:
+            celery = ["-m", "celery", *self.celery_args]
         if sys.platform.startswith("linux"):
             return [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *celery]
         return [sys.executable, *celery]
@@ -102,7 +121,7 @@ class WorkerProcess:
         started = time.monotonic()
         while time.monotonic() - started < timeout_s:
             self.check_alive()
-            if " ready." in self.log_path.read_text(errors="replace"):
+            if self.ready_marker in self.log_path.read_text(errors="replace"):
                 return time.monotonic() - started
             time.sleep(0.05)
         raise WorkerProblem(
@@ -150,6 +169,7 @@ def _session_members(session_id: int) -> list[int]:
 
 
 def _python_path() -> str:
-    """The repository first, so ``-A worker`` and ``celeryconfig`` resolve from any directory."""
+    """The repository first, so ``-A worker``, ``celeryconfig`` and ``worker_dramatiq`` resolve
+    from any directory."""
     existing = os.environ.get("PYTHONPATH")
     return str(REPO) if not existing else str(REPO) + os.pathsep + existing

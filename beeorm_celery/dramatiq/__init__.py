@@ -26,14 +26,22 @@ from beeorm_celery.dramatiq.actor import (
     queue_for,
     register_actor,
 )
+from beeorm_celery.dramatiq.brokers import broker_from_url
 from beeorm_celery.dramatiq.hardening import harden
-from beeorm_celery.dramatiq.middleware import AsyncFlushLifecycle
+from beeorm_celery.dramatiq.middleware import AsyncFlushLifecycle, ServedGroups
 from beeorm_celery.errors import ConfigError
 
 if TYPE_CHECKING:
     from beeorm_celery.engine import Engine
 
-__all__ = ["install", "queue_for", "DramatiqWaker", "ACTOR_NAME", "DEFAULT_QUEUE_PREFIX"]
+__all__ = [
+    "install",
+    "broker_from_url",
+    "queue_for",
+    "DramatiqWaker",
+    "ACTOR_NAME",
+    "DEFAULT_QUEUE_PREFIX",
+]
 
 
 def install(
@@ -58,7 +66,8 @@ def install(
         return existing
     parts = engine.async_parts
     waker = DramatiqWaker(broker, queue_prefix)
-    worker = GroupWorker(parts, waker)
+    served = ServedGroups(queue_prefix, sorted(parts.async_groups))
+    worker = GroupWorker(parts, waker, served=served)
     parts.wakers.attach(waker)  # refuses a second adapter on this engine before anything else
     if harden_redis_broker:
         harden(broker)
@@ -66,5 +75,5 @@ def install(
     actor._beeorm_engine = engine  # type: ignore[attr-defined]  # lets a 2nd install() see it
     for group in worker.groups:  # a worker consumes only queues declared when it boots
         broker.declare_queue(queue_for(group, queue_prefix))
-    broker.add_middleware(AsyncFlushLifecycle(engine, worker, queue_prefix, sweep))
+    broker.add_middleware(AsyncFlushLifecycle(engine, worker, served, queue_prefix, sweep))
     return actor

@@ -8,9 +8,12 @@ wake-ups from doubling up).
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import dramatiq
+
+from beeorm_celery.dramatiq.actor import queue_for
 
 if TYPE_CHECKING:
     from beeorm_celery.asyncflush.worker import GroupWorker, PeriodicSweep
@@ -19,14 +22,40 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+class ServedGroups:
+    """Which groups this worker process takes messages for: those whose queue it consumes
+    (``--queues``; all when it names none). Told at worker boot; until then, every group."""
+
+    def __init__(self, prefix: str, groups: list[str]) -> None:
+        self._prefix = prefix
+        self._all = list(groups)
+        self._served = list(groups)
+
+    def consuming(self, queues: Collection[str] | None) -> None:
+        self._served = [
+            g for g in self._all if queues is None or queue_for(g, self._prefix) in queues
+        ]
+
+    def __call__(self) -> list[str]:
+        return list(self._served)
+
+
 class AsyncFlushLifecycle(dramatiq.Middleware):
     """Before the worker consumes anything: the start-up checks (``startup.py``; a fatal one
     raises ``ConfigError`` and the worker process exits). Once it consumes: a sweep of every
     group with a backlog, then one every ``sweep_interval_s`` (``sweep=False``: none). Before it
     shuts down: the sweeping thread stops; Dramatiq lets running messages finish."""
 
-    def __init__(self, engine: Engine, worker: GroupWorker, queue_prefix: str, sweep: bool) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        worker: GroupWorker,
+        served: ServedGroups,
+        queue_prefix: str,
+        sweep: bool,
+    ) -> None:
         self.engine = engine
+        self.served = served
         self.worker = worker
         self.queue_prefix = queue_prefix
         self.sweep = sweep
@@ -37,6 +66,7 @@ class AsyncFlushLifecycle(dramatiq.Middleware):
 
         # --queues given: only those; none given: every queue declared on the broker
         consumed = set(worker.queues) if worker.queues else broker.get_declared_queues()
+        self.served.consuming(consumed)
         check_at_worker_start(self.engine, consumed, self.queue_prefix)
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:

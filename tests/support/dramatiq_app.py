@@ -12,19 +12,13 @@ import os
 
 import dramatiq
 
-from beeorm_celery.dramatiq import install
+from beeorm_celery.dramatiq import broker_from_url, install
 from tests.support.worker_app import build_engine
 
 
 def build_broker(url: str, prefix: str) -> dramatiq.Broker:
     """A RedisBroker whose keys live under ``prefix`` (this test's), or a RabbitmqBroker."""
-    if url.startswith(("amqp://", "amqps://")):
-        from dramatiq.brokers.rabbitmq import RabbitmqBroker
-
-        return RabbitmqBroker(url=url)
-    from dramatiq.brokers.redis import RedisBroker
-
-    return RedisBroker(url=url, namespace=f"{prefix}-dq")
+    return broker_from_url(url, namespace=f"{prefix}-dq")
 
 
 if "BEEORM_TEST_DRAMATIQ_BROKER_URL" in os.environ:

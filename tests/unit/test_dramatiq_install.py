@@ -64,3 +64,14 @@ def test_the_base_install_and_the_celery_path_do_not_import_dramatiq():
         "assert 'dramatiq' not in sys.modules, sorted(m for m in sys.modules if 'dramatiq' in m)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_worker_serves_the_groups_whose_queues_it_consumes():
+    from beeorm_celery.dramatiq.middleware import ServedGroups
+
+    served = ServedGroups("beeorm.", ["catalog", "counters", "notes"])
+    assert served() == ["catalog", "counters", "notes"]  # before boot: every group
+    served.consuming({"beeorm.notes", "beeorm.catalog", "default"})
+    assert served() == ["catalog", "notes"]
+    served.consuming(None)  # no --queues: every declared queue
+    assert served() == ["catalog", "counters", "notes"]
