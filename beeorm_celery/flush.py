@@ -119,12 +119,14 @@ def _run_transaction(
     statement = ""
     stage = "connecting for a flush"
     try:
-        with engine.mysql[pool_name].connection() as conn:
+        pool = engine.mysql[pool_name]
+        with pool.connection() as conn:
             try:
                 stage = "running a flush"
+                limit = pool.statement_limit(conn)
                 conn.begin()
                 with conn.cursor() as cursor:
-                    for statement, carried in statements(ops):
+                    for statement, carried in statements(ops, limit):
                         matched = cursor.execute(statement)
                         first = carried[0]
                         if first.kind is not OpKind.INSERT and matched == 0:

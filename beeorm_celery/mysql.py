@@ -42,6 +42,9 @@ _URL_OPTIONS: dict[str, Any] = {
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 # Client errors meaning "the link broke" (server gone, lost, restarted, timed out).
 _LINK_LOST = frozenset({2006, 2013, 2055, 4031})
+# Room in a packet beside the statement's text: the command byte, the header, slack.
+_PACKET_MARGIN = 1024
+_MIN_PACKET = 4096
 
 
 def _option_value(name: str, text: str) -> Any:
@@ -120,6 +123,7 @@ class MySQLPool:
         self._pid = os.getpid()
         self._server_is_mariadb: bool | None = None
         self._max_allowed_packet: int | None = None
+        self._refused_bytes: int | None = None
         self._closed = False
 
     @property
@@ -240,20 +244,37 @@ class MySQLPool:
                 self._server_is_mariadb = "mariadb" in info.lower()
         return self._server_is_mariadb
 
-    @property
-    def max_allowed_packet(self) -> int:
-        """The server's ``max_allowed_packet`` in bytes, read once (``forget_limits`` re-reads)."""
+    def statement_limit(self, conn: Connection[Any]) -> int:
+        """How many bytes one statement may take on this server (law 14).
+
+        The server's ``max_allowed_packet`` less a margin, read once on ``conn`` (a connection
+        of this pool the caller holds: asking for a second one could wait for ever on a full
+        pool), and below half of any statement the server refused for its size.
+        """
         if self._max_allowed_packet is None:
-            # A session keeps the value of when it connected: the smaller of the two holds.
-            rows = self.read_all(
-                "SELECT LEAST(@@SESSION.max_allowed_packet, @@GLOBAL.max_allowed_packet)"
-            )
-            self._max_allowed_packet = int(rows[0][0])
+            with conn.cursor() as cursor:
+                # A session keeps the value of when it connected: the smaller of the two holds.
+                cursor.execute(
+                    "SELECT LEAST(@@SESSION.max_allowed_packet, @@GLOBAL.max_allowed_packet)"
+                )
+                row = cursor.fetchone()
+            self._max_allowed_packet = int(row[0]) if row else _MIN_PACKET
+        limit = self._max_allowed_packet - _PACKET_MARGIN
+        if self._refused_bytes is not None:
+            limit = min(limit, self._refused_bytes // 2)
+        return max(limit, _MIN_PACKET - _PACKET_MARGIN)
+
+    @property
+    def known_max_allowed_packet(self) -> int | None:
+        """``max_allowed_packet`` as last read (None: not read yet, or forgotten)."""
         return self._max_allowed_packet
 
-    def forget_limits(self) -> None:
-        """Read ``max_allowed_packet`` again next time (the server refused a statement's size)."""
+    def statement_refused(self, statement_bytes: int) -> None:
+        """The server refused a statement this large for its size: read the limit again, and
+        keep later statements under half of it whatever the server says."""
         self._max_allowed_packet = None
+        if self._refused_bytes is None or statement_bytes < self._refused_bytes:
+            self._refused_bytes = statement_bytes
 
     def close(self) -> None:
         self._closed = True

@@ -37,6 +37,7 @@ import redis
 from beeorm_celery import Engine
 from bench.chaos_app import Endpoints, build_engine, connect
 from bench.chaos_check import Checker, Findings
+from bench.chaos_deploy import NEW_RELEASE, rolling_deploy
 from bench.chaos_faults import FAULT_KINDS, FaultLog, Faults
 from bench.chaos_mariadb import PrivateMariaDB
 from bench.chaos_models import BY_TABLE, GROUPS, audit_sql
@@ -57,6 +58,8 @@ ASYNC_OPTIONS: dict[str, Any] = {
     "sweep_min_age_s": 1.0,
     "trigger_ttl_s": 10.0,
     "max_batches_per_transaction": 50,
+    # The rolling deploy's batches wait for the workers and the migration: far less than this.
+    "schema_lag_dead_letter_after_s": 300.0,
 }
 
 
@@ -74,6 +77,7 @@ class ChaosConfig:
     drain_timeout_s: float
     seed: int
     fault_kinds: tuple[str, ...] = FAULT_KINDS
+    rolling_deploy: bool = True  # release 2 of the entities halfway through the faults
     redis_url: str | None = None  # the broker's; None: BEEORM_TEST_REDIS_URL, or the default
     redis_aof: bool = True  # False: the log's Redis keeps nothing, so a restart loses data
     async_options: dict[str, Any] = field(default_factory=lambda: dict(ASYNC_OPTIONS))
@@ -147,7 +151,7 @@ class ChaosReport:
             f"  flushes            {flushes}: {ops['i']} inserts, {ops['u']} edits, "
             f"{ops['d']} deletes, in {batches} batches",
         ]
-        for kind in (*FAULT_KINDS, "fault_failed", "worker_died"):
+        for kind in (*FAULT_KINDS, "rolling_deploy", "fault_failed", "worker_died"):
             n = self.faults.counts.get(kind, 0)
             if n or kind in FAULT_KINDS:
                 lines.append(f"  {kind:<18} {n}")
@@ -178,6 +182,8 @@ class ChaosReport:
             f"{f.dead_letters_missing} provoked but missing, "
             f"{f.dead_letters_unexpected} unexpected",
             f"  poison applied     {f.poison_applied}",
+            f"  rolling deploy     {f.deploy_new_rows} rows by the new release, "
+            f"{f.deploy_default_rows} old-release inserts took the new column's default",
             "  tasks failed       "
             + (", ".join(f"{e} x{n}" for e, n in sorted(f.worker_failures.items())) or "0"),
             f"  workers died       {self.worker_deaths}",
@@ -220,6 +226,7 @@ class _Run:
         self.processes = Processes(self.endpoints.env(), self.dir, config.concurrency)
         self._engine: Engine | None = None
         self.faults: Faults | None = None
+        self.deployed = False  # the rolling deploy ran: producer N+1 is release 2
 
     @property
     def engine(self) -> Engine:
@@ -249,32 +256,46 @@ class _Run:
             raise RuntimeError(f"the workers did not apply the first batches in 60s:\n{logs}")
         return own
 
+    def _producer_args(self, n: int) -> list[str]:
+        return [
+            str(n),
+            str(self.config.seed * 1000 + n),
+            plan_json(self.config.plan),
+            str(self.dir / f"oracle-{n}.json"),
+            str(self.dir / "stop"),
+        ]
+
     def start_producers(self) -> Path:
-        stop = self.dir / "stop"
         for n in range(1, self.config.producers + 1):
-            self.processes.start_producer(
-                [
-                    str(n),
-                    str(self.config.seed * 1000 + n),
-                    plan_json(self.config.plan),
-                    str(self.dir / f"oracle-{n}.json"),
-                    str(stop),
-                ],
-                f"producer-{n}.log",
-            )
-        return stop
+            self.processes.start_producer(self._producer_args(n), f"producer-{n}.log")
+        return self.dir / "stop"
+
+    @property
+    def producer_ids(self) -> list[int]:
+        return list(range(1, self.config.producers + 1 + (1 if self.deployed else 0)))
 
     def fault_phase(self, faults: Faults) -> None:
         config = self.config
         kinds = list(config.fault_kinds)
         self.rng.shuffle(kinds)  # every kind once first, in a random order, then at random
         deadline = time.monotonic() + config.fault_seconds
+        halfway = time.monotonic() + config.fault_seconds / 2
         for n in range(config.max_faults):
             if time.monotonic() > deadline:
                 break
             if all(p.poll() is not None for p in self.processes.producers):
                 break
             time.sleep(self.rng.uniform(*config.fault_pause_s))
+            midway = time.monotonic() >= halfway or n == config.max_faults // 2
+            if config.rolling_deploy and not self.deployed and midway:
+                self.deployed = True
+                rolling_deploy(
+                    self.endpoints,
+                    self.processes,
+                    self._producer_args(config.producers + 1),
+                    faults.log,
+                )
+                self.say(faults.log.events[-1])
             kind = kinds[n] if n < len(kinds) else self.rng.choice(config.fault_kinds)
             faults.run(kind)
             faults.replace_dead_workers()
@@ -343,7 +364,7 @@ def run(config: ChaosConfig, say: Callable[[str], None] = print, keep: bool = Fa
         drained = state.drain(config.drain_timeout_s)
         say("drained" if drained else f"not drained after {config.drain_timeout_s:.0f}s")
         oracles = [own.oracle]
-        for n in range(1, config.producers + 1):
+        for n in state.producer_ids:
             path = state.dir / f"oracle-{n}.json"
             if path.exists():
                 oracles.append(Oracle.load(path))
@@ -352,9 +373,12 @@ def run(config: ChaosConfig, say: Callable[[str], None] = print, keep: bool = Fa
                 broken.errors.append(f"producer {n} wrote no oracle (see producer-{n}.log)")
                 oracles.append(broken)
         logs = sorted(state.dir.glob("w*.log"))
-        reader = build_engine(state.endpoints)  # nothing cached locally from the run itself
+        # nothing cached locally from the run itself; the release the fleet runs at the end
+        release = NEW_RELEASE if state.deployed else 1
+        reader = build_engine(replace(state.endpoints, release=release))
+        new_producer = config.producers + 1 if state.deployed else None
         try:
-            findings = Checker(state.engine, reader, oracles, faults.log).run(logs)
+            findings = Checker(state.engine, reader, oracles, faults.log, new_producer).run(logs)
         finally:
             reader.close()
         report = ChaosReport(

@@ -2,8 +2,9 @@
 
 The same builders serve the run itself, its producer processes and its workers. A worker reads
 its configuration from the environment the run sets (this module is the worker's edge):
-CHAOS_MYSQL_URL, CHAOS_REDIS_URL, CHAOS_BROKER_URL, CHAOS_PREFIX and CHAOS_ASYNC (JSON keyword
-arguments of ``AsyncFlushSettings``).
+CHAOS_MYSQL_URL, CHAOS_REDIS_URL, CHAOS_BROKER_URL, CHAOS_PREFIX, CHAOS_ASYNC (JSON keyword
+arguments of ``AsyncFlushSettings``) and CHAOS_RELEASE (which release of the entities, see
+``chaos_models.RELEASES``; 1 unless the rolling deploy has begun).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from celery import Celery
 
 from beeorm_celery import AsyncFlushSettings, Engine, Registry
 from beeorm_celery.celery import install, recommended_settings
-from bench.chaos_models import ENTITIES
+from bench.chaos_models import RELEASES
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Endpoints:
     broker_url: str
     prefix: str
     async_options: dict[str, Any]
+    release: int = 1
 
     def env(self) -> dict[str, str]:
         return {
@@ -37,6 +39,7 @@ class Endpoints:
             "CHAOS_BROKER_URL": self.broker_url,
             "CHAOS_PREFIX": self.prefix,
             "CHAOS_ASYNC": json.dumps(self.async_options),
+            "CHAOS_RELEASE": str(self.release),
         }
 
     @classmethod
@@ -47,6 +50,7 @@ class Endpoints:
             env["CHAOS_BROKER_URL"],
             env["CHAOS_PREFIX"],
             json.loads(env.get("CHAOS_ASYNC", "{}")),
+            int(env.get("CHAOS_RELEASE", "1")),
         )
 
     @property
@@ -62,7 +66,7 @@ def build_engine(endpoints: Endpoints) -> Engine:
     )
     registry.register_mysql(endpoints.mysql_url)
     registry.register_redis(endpoints.redis_url)
-    registry.register_entity(*ENTITIES)
+    registry.register_entity(*RELEASES[endpoints.release].values())
     return registry.validate()
 
 

@@ -11,7 +11,9 @@ What counts as what:
 - out of order: a row whose changes landed in another order than flushed, or two changes of
   one producer in one group that landed the wrong way round;
 - dead letters: the ones the run provoked (a planted duplicate key, a garbage log entry) must
-  each be there once; any other is unexpected.
+  each be there once; any other is unexpected;
+- after the rolling deploy: every row of the release-2 producer holds "r2" in the new column,
+  no other row does (old-release inserts applied after the migration hold the default "r1").
 """
 
 from __future__ import annotations
@@ -25,7 +27,15 @@ from typing import TYPE_CHECKING, Any
 
 from beeorm_celery import Engine
 from beeorm_celery.asyncflush.position import APPLIED_TABLE
-from bench.chaos_models import AUDIT_TABLE, BY_TABLE, GROUP_OF_TABLE, GROUPS, POISON_TABLE
+from bench.chaos_models import (
+    AUDIT_TABLE,
+    BY_TABLE,
+    GROUP_OF_TABLE,
+    GROUPS,
+    NEW_COLUMN,
+    POISON_TABLE,
+    RELEASES,
+)
 from bench.chaos_oracle import Oracle, RowOracle, Values
 
 if TYPE_CHECKING:
@@ -45,6 +55,7 @@ _LOG_PATTERNS = {
     "pool process SIGKILLed": re.compile(r"exited with 'signal 9"),
     "queue garbage set aside": re.compile(r"dropped an undeliverable item"),
     "batch dead-lettered": re.compile(r"dead-lettered"),
+    "batch waited for a deploy": re.compile(r"schema ahead"),
 }
 _TEMPORARY_CODE = re.compile(r"temporary error \((\w+):")
 _UNEXPECTED = re.compile(r"raised unexpected: (\w+)")
@@ -68,6 +79,8 @@ class Findings:
     dead_letters_missing: int = 0  # provoked but not found
     dead_letters_unexpected: int = 0
     poison_applied: int = 0  # a provoked dead letter's INSERT that landed anyway
+    deploy_new_rows: int = 0  # rows the release-2 producer inserted, holding its new column
+    deploy_default_rows: int = 0  # old-release inserts applied after the migration: the default
     worker_errors: Counter[str] = field(default_factory=Counter)  # MySQL code -> times
     worker_failures: Counter[str] = field(default_factory=Counter)  # exception -> tasks failed
     worker_log: Counter[str] = field(default_factory=Counter)
@@ -114,16 +127,27 @@ def _entity_values(entity: Any) -> Values:
 
 class Checker:
     def __init__(
-        self, engine: Engine, reader: Engine, oracles: list[Oracle], faults: FaultLog
+        self,
+        engine: Engine,
+        reader: Engine,
+        oracles: list[Oracle],
+        faults: FaultLog,
+        new_release_producer: int | None = None,
     ) -> None:
         self.engine = engine
         self.reader = reader  # a fresh engine: its local caches hold nothing from the run
+        self.new_release_producer = new_release_producer  # the rolling deploy's producer
         self.oracles = oracles
         self.faults = faults
         self.findings = Findings()
         self.rows: dict[str, RowOracle] = {}
         for oracle in oracles:
             self.rows.update(oracle.rows)
+
+    def _entity(self, table: str) -> Any:
+        """The reader's entity class of ``table`` (release 2 after the rolling deploy)."""
+        release = 2 if self.new_release_producer is not None else 1
+        return RELEASES[release][table]
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         # The reader's pool: the run's own engine still holds connections from before the
@@ -141,8 +165,30 @@ class Checker:
         self._dead_letters()
         self._converged()  # before _caches: its reads would refill what is missing
         self._caches()
+        self._deploy()
         self._worker_logs(worker_logs)
         return self.findings
+
+    def _deploy(self) -> None:
+        """The new column after the rolling deploy: "r2" exactly on the new producer's rows."""
+        new = self.new_release_producer
+        if new is None:
+            return
+        f = self.findings
+        for table in BY_TABLE:
+            for row_id, producer, tier in self._query(
+                f"SELECT `id`, `producer`, `{NEW_COLUMN}` FROM `{table}`"
+            ):
+                if producer == new and tier == "r2":
+                    f.deploy_new_rows += 1
+                elif producer != new and tier in ("", "r1"):
+                    f.deploy_default_rows += tier == "r1"
+                else:
+                    f.wrong_state += 1
+                    f.problem(
+                        "rolling deploy",
+                        f"{table}:{row_id} of producer {producer} holds {NEW_COLUMN}={tier!r}",
+                    )
 
     def _pending(self) -> None:
         client = self.engine.redis(self.engine.async_redis_pool)
@@ -305,7 +351,7 @@ class Checker:
             by_table.setdefault(row.table, []).append(row)
         ctx = self.reader.new_context()
         for table, rows in by_table.items():
-            entities = ctx.get_by_ids(BY_TABLE[table], [r.id for r in rows])
+            entities = ctx.get_by_ids(self._entity(table), [r.id for r in rows])
             for row, entity in zip(rows, entities, strict=True):
                 if row.values is None and entity is None:
                     continue
@@ -321,8 +367,8 @@ class Checker:
                     )
         for oracle in self.oracles:
             for poison in oracle.poison:
-                entity = ctx.get_by_id(BY_TABLE[POISON_TABLE], poison.id)
-                by_name = ctx.get_by_unique_index(BY_TABLE[POISON_TABLE], "name", poison.name)
+                entity = ctx.get_by_id(self._entity(POISON_TABLE), poison.id)
+                by_name = ctx.get_by_unique_index(self._entity(POISON_TABLE), "name", poison.name)
                 if entity is not None or by_name is None or by_name.id != poison.planted_id:
                     f.cache_mismatches += 1
                     f.problem(

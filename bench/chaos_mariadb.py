@@ -50,7 +50,7 @@ def _binary(name: str, *fallbacks: str) -> str:
 class PrivateMariaDB:
     """One server of our own: ``start()``, ``crash()``, ``shutdown()``, ``close()``."""
 
-    def __init__(self, database: str = "chaos") -> None:
+    def __init__(self, database: str = "chaos", extra_args: tuple[str, ...] = ()) -> None:
         # A top-level scratch directory of its own: the server runs as user mysql when we are
         # root, and must be able to reach it (a mkdtemp directory inside another is 0700).
         self.base_dir = Path(tempfile.mkdtemp(prefix="beeorm-chaos-mariadb-"))
@@ -58,6 +58,8 @@ class PrivateMariaDB:
         self.socket_path = self.base_dir / "mariadb.sock"
         self.log_path = self.base_dir / "mariadb.err"
         self.database = database
+        # more server options (e.g. --max-allowed-packet=128K); change them between restarts
+        self.extra_args = list(extra_args)
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self._server = _binary("mariadbd", "mysqld")
@@ -90,6 +92,7 @@ class PrivateMariaDB:
             "--max-connections=300",
             "--character-set-server=utf8mb4",
             "--collation-server=utf8mb4_unicode_ci",
+            *self.extra_args,
         ]
 
     def install(self) -> None:

@@ -56,6 +56,52 @@ class ChaosC(Entity, async_group="chaos_c"):
 
 ENTITIES: tuple[type[Entity], ...] = (ChaosA, ChaosB, ChaosC)
 BY_TABLE: dict[str, type[Entity]] = {"chaos_a": ChaosA, "chaos_b": ChaosB, "chaos_c": ChaosC}
+
+
+# Release 2, rolled out in the middle of the run (bench/chaos_deploy.py): the same tables with one
+# column more. Its producer sets it to "r2"; old-release inserts applied after the migration get
+# the default "r1" from the upgraded workers; rows older than the migration hold "" (what MySQL
+# gives existing rows of a new NOT NULL text column).
+NEW_COLUMN = "tier"
+
+
+class ChaosA2(Entity, table="chaos_a", redis_cache=True, async_group="chaos_a"):
+    producer: int = 0
+    seq: int = 0
+    edits: int = 0
+    name: str = Field(max_length=64, required=True, unique="name")
+    amount: Decimal = Field(precision=12, scale=2, default=Decimal("0.00"))
+    ratio: float = 0.0
+    note: str | None = None
+    tier: str = Field(max_length=8, default="r1")
+
+
+class ChaosB2(Entity, table="chaos_b", redis_cache=True, local_cache=True, async_group="chaos_b"):
+    producer: int = 0
+    seq: int = 0
+    edits: int = 0
+    name: str = Field(max_length=64, required=True, unique="name")
+    amount: Decimal = Field(precision=12, scale=2, default=Decimal("0.00"))
+    ratio: float = 0.0
+    note: str | None = None
+    tier: str = Field(max_length=8, default="r1")
+
+
+class ChaosC2(Entity, table="chaos_c", async_group="chaos_c"):
+    producer: int = 0
+    seq: int = 0
+    edits: int = 0
+    name: str = Field(max_length=64, required=True, unique="name")
+    amount: Decimal = Field(precision=12, scale=2, default=Decimal("0.00"))
+    ratio: float = 0.0
+    note: str | None = None
+    tier: str = Field(max_length=8, default="r1")
+
+
+RELEASES: dict[int, dict[str, type[Entity]]] = {
+    1: BY_TABLE,
+    2: {"chaos_a": ChaosA2, "chaos_b": ChaosB2, "chaos_c": ChaosC2},
+}
 GROUP_OF_TABLE = {"chaos_a": "chaos_a", "chaos_b": "chaos_b", "chaos_c": "chaos_c"}
 GROUPS = tuple(sorted(set(GROUP_OF_TABLE.values())))
 # The table whose unique index the provoked dead letters break.

@@ -24,7 +24,7 @@ import pymysql
 
 from beeorm_celery import Engine, Entity, UnavailableError
 from bench.chaos_app import Endpoints, connect
-from bench.chaos_models import BY_TABLE, GROUP_OF_TABLE, POISON_TABLE
+from bench.chaos_models import GROUP_OF_TABLE, NEW_COLUMN, POISON_TABLE, RELEASES
 from bench.chaos_oracle import Oracle, Poison, RowOracle, Values
 from bench.chaos_unavailable import Probe, flush_until_known
 
@@ -60,8 +60,12 @@ class ProducerPlan:
 class Producer:
     """Owns rows of every chaos table; flushes random changes and keeps the oracle."""
 
-    def __init__(self, engine: Engine, producer_id: int, rng: random.Random) -> None:
+    def __init__(
+        self, engine: Engine, producer_id: int, rng: random.Random, release: int = 1
+    ) -> None:
         self.engine = engine
+        self.release = release
+        self.by_table = RELEASES[release]
         self.id = producer_id
         self.rng = rng
         self.oracle = Oracle(producer_id)
@@ -78,7 +82,7 @@ class Producer:
             choice = self.rng.random()
             candidates = [k for k in self.live if k not in touched]
             if len(candidates) < 3 or choice < 0.4:
-                table = self.rng.choice(sorted(BY_TABLE))
+                table = self.rng.choice(sorted(self.by_table))
                 entity = self._new(ctx, table)
                 key = f"{table}:{entity.id}"
                 pending.append(("i", key, entity))
@@ -114,12 +118,12 @@ class Producer:
         be lost: the flush holds only that INSERT. If the worker applied the batch first, the
         plant is refused and the row is an ordinary insert. Returns whether it was poisoned.
         """
-        schema = self.engine.schema(BY_TABLE[POISON_TABLE])
+        schema = self.engine.schema(self.by_table[POISON_TABLE])
         planted_id = self.engine.ids.next_id(schema)  # an id the ORM will never hand out again
         name = f"poison-p{self.id}-{planted_id}"
         ctx = self.engine.new_context()
         entity = ctx.new_entity(
-            BY_TABLE[POISON_TABLE], producer=self.id, seq=self._next_seq(), name=name
+            self.by_table[POISON_TABLE], producer=self.id, seq=self._next_seq(), name=name
         )
         key = f"{POISON_TABLE}:{entity.id}"
         self._flush(ctx, [("i", key, entity)])
@@ -143,14 +147,16 @@ class Producer:
         return self._seq
 
     def _new(self, ctx: Any, table: str) -> Entity:
+        extra = {NEW_COLUMN: f"r{self.release}"} if self.release > 1 else {}
         entity: Entity = ctx.new_entity(
-            BY_TABLE[table],
+            self.by_table[table],
             producer=self.id,
             seq=self._next_seq(),
             edits=0,
             amount=self._amount(),
             ratio=self._ratio(),
             note=self.rng.choice(_NOTES),
+            **extra,
         )
         entity.name = f"p{self.id}-{table}-{entity.id}"
         return entity
@@ -229,6 +235,9 @@ class Producer:
                     database=config.database,
                     autocommit=True,
                     connect_timeout=3,
+                    # After the rolling deploy the table has a NOT NULL column this INSERT does
+                    # not name: let MySQL give it its implicit default instead of refusing.
+                    init_command="SET SESSION sql_mode = ''",
                 )
                 try:
                     with conn.cursor() as cursor:
@@ -287,8 +296,9 @@ def run(producer: Producer, plan: ProducerPlan, stop_path: Path | None) -> None:
 def main(argv: list[str]) -> int:
     producer_id, seed, plan_json, out, stop = argv
     plan = ProducerPlan(**json.loads(plan_json))
-    engine, _app = connect(Endpoints.from_env(dict(os.environ)), sweep=False)
-    producer = Producer(engine, int(producer_id), random.Random(int(seed)))
+    endpoints = Endpoints.from_env(dict(os.environ))
+    engine, _app = connect(endpoints, sweep=False)
+    producer = Producer(engine, int(producer_id), random.Random(int(seed)), endpoints.release)
     try:
         run(producer, plan, Path(stop))
     except Exception:

@@ -23,3 +23,14 @@ class ItemV2(Entity, table="release_item", redis_cache=True, async_group="releas
 RELEASE_1 = (ItemV1,)
 RELEASE_2 = (ItemV2,)
 GROUPS = ("releases",)
+
+
+class Bulky(Entity, async_group="bulky"):
+    """Rows up to three TEXT columns large: backlogs of big rows (law 14)."""
+
+    a: str = ""
+    b: str = ""
+    c: str = ""
+
+
+BULKY = (Bulky,)

@@ -2,28 +2,43 @@
 
 Everything comes from the environment the test sets (this is the edge where that belongs):
 BEEORM_TEST_DB_URL, BEEORM_TEST_REDIS_URL, BEEORM_TEST_PREFIX, BEEORM_TEST_BROKER_URL and
-BEEORM_TEST_ASYNC (JSON keyword arguments of AsyncFlushSettings).
+BEEORM_TEST_ASYNC (JSON keyword arguments of AsyncFlushSettings), and optionally
+BEEORM_TEST_MODELS (which entities: ``models`` by default, or ``releases.RELEASE_2``...).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 
 from celery import Celery
 
-from beeorm_celery import AsyncFlushSettings, Engine, Registry
+from beeorm_celery import AsyncFlushSettings, Engine, Entity, Registry
 from beeorm_celery.celery import install, recommended_settings
 from tests.support import models
 
 
+def entities_named(name: str | None) -> tuple[type[Entity], ...]:
+    """``None``: the usual test models; ``"module.ATTR"``: a tuple in ``tests.support.module``."""
+    if not name:
+        return models.ALL
+    module, _, attr = name.rpartition(".")
+    found = getattr(importlib.import_module(f"tests.support.{module}"), attr)
+    return tuple(found)
+
+
 def build_engine(
-    db_url: str, redis_url: str, prefix: str, async_options: dict[str, object]
+    db_url: str,
+    redis_url: str,
+    prefix: str,
+    async_options: dict[str, object],
+    entities: tuple[type[Entity], ...] = models.ALL,
 ) -> Engine:
     registry = Registry(key_prefix=prefix, async_flush=AsyncFlushSettings(**async_options))  # type: ignore[arg-type]
     registry.register_mysql(db_url)
     registry.register_redis(redis_url)
-    registry.register_entity(*models.ALL)
+    registry.register_entity(*entities)
     return registry.validate()
 
 
@@ -45,6 +60,7 @@ if "BEEORM_TEST_BROKER_URL" in os.environ:
         os.environ["BEEORM_TEST_REDIS_URL"],
         os.environ["BEEORM_TEST_PREFIX"],
         json.loads(os.environ.get("BEEORM_TEST_ASYNC", "{}")),
+        entities_named(os.environ.get("BEEORM_TEST_MODELS")),
     )
     app = build_app(os.environ["BEEORM_TEST_BROKER_URL"], os.environ["BEEORM_TEST_PREFIX"])
     install(app, engine, queue_prefix=os.environ.get("BEEORM_TEST_QUEUE_PREFIX", "beeorm."))

@@ -21,7 +21,7 @@ import psutil
 from beeorm_celery import Engine
 from beeorm_celery.celery import install
 from tests.support import models, services
-from tests.support.worker_app import build_app, build_engine
+from tests.support.worker_app import build_app, build_engine, entities_named
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -97,11 +97,16 @@ class CeleryHarness:
     async_options: dict[str, Any] = field(default_factory=dict)
     queue_prefix: str = "beeorm."
     workers: list[WorkerProcess] = field(default_factory=list)
+    release: str | None = None  # worker_app.entities_named: the entities of engine and workers
     backend = "celery"
 
     def __post_init__(self) -> None:
         self.engine: Engine = build_engine(
-            self.db_url, self.redis_url, self.prefix, self.async_options
+            self.db_url,
+            self.redis_url,
+            self.prefix,
+            self.async_options,
+            entities_named(self.release),
         )
         self.engine.update_schema()
         self.app = build_app(self.broker_url, self.prefix)
@@ -115,14 +120,21 @@ class CeleryHarness:
         """The Redis key of group's queue (Redis broker)."""
         return f"{self.prefix}:q:{self.queue_prefix}{group}"
 
-    def env(self) -> dict[str, str]:
+    def env(
+        self, release: str | None = None, async_options: dict[str, Any] | None = None
+    ) -> dict[str, str]:
         env = dict(os.environ)
+        release = release or self.release
+        if release:
+            env["BEEORM_TEST_MODELS"] = release
         env.update(
             BEEORM_TEST_DB_URL=self.db_url,
             BEEORM_TEST_REDIS_URL=self.redis_url,
             BEEORM_TEST_PREFIX=self.prefix,
             BEEORM_TEST_BROKER_URL=self.broker_url,
-            BEEORM_TEST_ASYNC=json.dumps(self.async_options),
+            BEEORM_TEST_ASYNC=json.dumps(
+                self.async_options if async_options is None else async_options
+            ),
             BEEORM_TEST_QUEUE_PREFIX=self.queue_prefix,
             PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
         )
@@ -136,9 +148,13 @@ class CeleryHarness:
         wait: bool = True,
         queue_names: str | None = None,
         env: dict[str, str] | None = None,
+        release: str | None = None,
+        async_options: dict[str, Any] | None = None,
     ) -> WorkerProcess:
         """``queue_names`` replaces the -Q list made from ``queues``; ``env`` adds to or
-        overrides the worker's environment (e.g. another BEEORM_TEST_DB_URL)."""
+        overrides the worker's environment (e.g. another BEEORM_TEST_DB_URL); ``release`` /
+        ``async_options`` override the harness's (another release of the entities, a
+        misconfigured worker)."""
         name = f"w{uuid.uuid4().hex[:6]}"
         queue_names = queue_names or ",".join(
             f"{self.queue_prefix}{g}" for g in (queues or models.GROUPS)
@@ -169,7 +185,7 @@ class CeleryHarness:
             process = subprocess.Popen(
                 command,
                 cwd=REPO,
-                env={**self.env(), **(env or {})},
+                env={**self.env(release, async_options), **(env or {})},
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
             )
