@@ -199,7 +199,7 @@ def test_garbage_log_entries_are_dead_lettered_and_the_group_goes_on(celery_harn
 
 
 def test_unsigned_batches_are_refused_when_signing_is_on(celery_harness):
-    h = celery_harness(signing_secret="s3cret")
+    h = celery_harness(signing_secret="s3cret", bad_signature_dead_letter_after_s=0)
     ctx = h.engine.new_context()
     signed = ctx.new_entity(Counter, name="signed", value=1)
     ctx.flush_async()

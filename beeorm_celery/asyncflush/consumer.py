@@ -12,6 +12,7 @@ from beeorm_celery.asyncflush.backoff import backoff_s
 from beeorm_celery.asyncflush.drain import Drain
 from beeorm_celery.asyncflush.parts import AsyncParts
 from beeorm_celery.asyncflush.report import DrainReport
+from beeorm_celery.asyncflush.signing import warn_at_worker_start
 from beeorm_celery.errors import TemporaryApplyError
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ def consume_async_flush_events(
     parts = engine.async_parts
     if parts.log_redis_guard is not None:
         parts.log_redis_guard.report_at_worker_start()
+    warn_at_worker_start(parts)
     names = sorted(groups) if groups is not None else sorted(parts.async_groups)
     settings = parts.settings
     # One Drain per group for the whole call: a failure being isolated, or rows a dead letter

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 from beeorm_celery.asyncflush.batch import Batch, check_signature, decode_payload
 from beeorm_celery.asyncflush.dead_history import DeadLetterEvent, merged, replay_record
 from beeorm_celery.asyncflush.enqueue import enqueue_and_wake
+from beeorm_celery.asyncflush.mysql_errors import PACKET_CODES, SCHEMA_LAG_CODES, error_code
 from beeorm_celery.errors import (
     AsyncFlushError,
     DeadLetterNotFoundError,
@@ -119,6 +120,16 @@ def dead_letter_cause(error: MalformedBatchError) -> str | None:
     if isinstance(error, SchemaLagError):
         return "schema_lag"
     return "decode" if error.replayable else None
+
+
+def cause_of(error: BaseException) -> str | None:
+    """The ``DeadLetter.cause`` of a batch MySQL refused."""
+    code = error_code(error)
+    if code in SCHEMA_LAG_CODES:
+        return "schema_lag"
+    if code in PACKET_CODES:
+        return "packet"
+    return None
 
 
 def _text(value: Any) -> str:

@@ -17,9 +17,11 @@ import pymysql
 import redis
 
 from beeorm_celery.asyncflush.deadletters import DeadLetters
+from beeorm_celery.asyncflush.holding import ExpiredCauses
 from beeorm_celery.asyncflush.invalidate import Invalidation
 from beeorm_celery.asyncflush.isolate import Isolation
 from beeorm_celery.asyncflush.log import GroupLog
+from beeorm_celery.asyncflush.packets import StatementLimits
 from beeorm_celery.asyncflush.report import DrainReport, Outcome
 from beeorm_celery.asyncflush.step import TransactionStep
 from beeorm_celery.errors import ConfigError, TemporaryApplyError
@@ -47,7 +49,10 @@ class Drain:
         self._columns = parts.applied_columns
         self.log = GroupLog(parts, group)
         invalidation = Invalidation(parts.caches.drop, parts.caches.release_pending)
-        self.isolation = Isolation(group, self.settings, self.log, DeadLetters(parts), invalidation)
+        expired = ExpiredCauses(self.log.client, parts.keys.expired_holds(group))
+        self.isolation = Isolation(
+            group, self.settings, self.log, DeadLetters(parts), invalidation, expired
+        )
         self.step = TransactionStep(
             group,
             parts,
@@ -56,6 +61,8 @@ class Drain:
             self.isolation,
             invalidation,
             parts.pending_memory,
+            StatementLimits(self.pool, self.settings.max_statement_bytes),
+            self._reconnect,
         )
 
     def run(
@@ -129,12 +136,24 @@ class Drain:
         """A connection of the group's pool, set up for applying (lock wait timeout)."""
         return self._connect()
 
+    def _session(self, conn: Connection[Any]) -> None:
+        with conn.cursor() as cursor:
+            timeout_s = int(self.settings.lock_wait_timeout_s)
+            cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {timeout_s}")
+
+    def _reconnect(self, conn: Connection[Any], error: BaseException) -> None:
+        """Open ``conn`` again in place, with this drain's session settings; if that fails,
+        the head batch is retried later (temporary)."""
+        try:
+            conn.ping(reconnect=True)
+            self._session(conn)
+        except pymysql.MySQLError:
+            self.isolation.temporary(None, error)
+
     def _connect(self) -> Connection[Any]:
         conn = self.pool.acquire()
         try:
-            with conn.cursor() as cursor:
-                timeout_s = int(self.settings.lock_wait_timeout_s)
-                cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {timeout_s}")
+            self._session(conn)
             # Outside any transaction: an ALTER TABLE would commit it.
             self._columns.ensure(self.pool.name, conn)
         except BaseException:

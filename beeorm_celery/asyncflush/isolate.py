@@ -19,7 +19,13 @@ import redis
 
 from beeorm_celery.asyncflush import position
 from beeorm_celery.asyncflush.batch import PAYLOAD_FIELD, SIGNATURE_FIELD, Batch
-from beeorm_celery.asyncflush.deadletters import DeadLetter, DeadLetters, dead_letter_cause
+from beeorm_celery.asyncflush.deadletters import (
+    DeadLetter,
+    DeadLetters,
+    cause_of,
+    dead_letter_cause,
+)
+from beeorm_celery.asyncflush.holding import ExpiredCauses, Hold, hold_for, wait_or_give_up
 from beeorm_celery.asyncflush.log import GroupLog, after
 from beeorm_celery.asyncflush.mysql_errors import ErrorClass, classify, error_code, error_message
 from beeorm_celery.asyncflush.report import DrainReport, Outcome
@@ -31,6 +37,7 @@ if TYPE_CHECKING:
     from pymysql.cursors import Cursor
 
     from beeorm_celery.asyncflush.invalidate import Invalidation
+    from beeorm_celery.asyncflush.log import HeadFailure
     from beeorm_celery.asyncflush.settings import AsyncFlushSettings
 
 logger = logging.getLogger(__name__)
@@ -44,8 +51,10 @@ class Isolation:
         log: GroupLog,
         dead_letters: DeadLetters,
         invalidation: Invalidation,
+        expired: ExpiredCauses,
     ) -> None:
         self.group = group
+        self._expired = expired  # causes that waited out their limit (holding.py)
         self.settings = settings
         self.log = log
         self.dead_letters = dead_letters
@@ -82,7 +91,11 @@ class Isolation:
             # the dead letter names the exact statement MySQL refused.
             self._single_until = str(chunk[-1].id)
             return Outcome.PROGRESS
-        failure = self.log.record_failure(str(head.id), error_code(error), error_message(error))
+        hold = hold_for(error)
+        if hold is not None:  # schema lag (1054, 1146): the migration is coming, wait for it
+            failure = self._wait_or_give_up(str(head.id), hold, error)
+        else:
+            failure = self.log.record_failure(str(head.id), error_code(error), error_message(error))
         if error_class is ErrorClass.UNKNOWN:
             age = failure.last_failed_at - failure.first_failed_at
             if age < self.settings.unknown_error_dead_letter_after_s:
@@ -100,6 +113,7 @@ class Isolation:
             failing_statement=statement or None,
             replay_of=head.replay_of,
             payload=payloads.get(str(head.id), b""),
+            cause=cause_of(error),
         )
         logger.error(
             "async group %r: batch %s dead-lettered after %d attempt(s): %s %s",
@@ -127,6 +141,12 @@ class Isolation:
         when the cause is one an operator fixes: schema lag, signature, a refused value)."""
         conn.rollback()
         now = datetime.now(UTC)
+        first, attempts = now, 1
+        hold = hold_for(error)
+        if hold is not None:  # schema lag, a signature: the fix comes from outside, wait for it
+            failure = self._wait_or_give_up(entry_id, hold, error)
+            first = datetime.fromtimestamp(failure.first_failed_at, UTC)
+            attempts = failure.attempts
         raw = fields.get(PAYLOAD_FIELD, b"")
         logger.error(
             "async group %r: malformed batch %s dead-lettered: %s", self.group, entry_id, error
@@ -138,10 +158,10 @@ class Isolation:
                 batch_id=entry_id,
                 sql=[],
                 error_code=None,
-                error=f"malformed batch: {error}",
+                error=f"malformed batch: {error}" if hold is None else str(error),
                 failed_at=now,
-                first_failed_at=now,
-                attempts=1,
+                first_failed_at=first,
+                attempts=attempts,
                 malformed=not error.replayable,
                 payload=raw if isinstance(raw, bytes) else b"",
                 cause=dead_letter_cause(error),
@@ -149,6 +169,19 @@ class Isolation:
             )
         )
         self._move_past(conn, cursor, entry_id, epoch, report)
+
+    def _wait_or_give_up(self, batch_id: str, hold: Hold, error: BaseException) -> HeadFailure:
+        """Raises ``TemporaryApplyError`` while the head batch keeps waiting for its fix."""
+        return wait_or_give_up(
+            self.group,
+            batch_id,
+            hold,
+            error,
+            self.settings,
+            self.log,
+            self._expired,
+            lambda: self.temporary(batch_id, error, record=False),
+        )
 
     def _move_past(
         self, conn: Connection[Any], cursor: Cursor, batch_id: str, epoch: str, report: DrainReport

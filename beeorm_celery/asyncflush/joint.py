@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING, Any
 import pymysql
 
 from beeorm_celery.asyncflush import position
-from beeorm_celery.asyncflush.batch import Batch, decode_entry
+from beeorm_celery.asyncflush.batch import PAYLOAD_FIELD, Batch, decode_entry
 from beeorm_celery.asyncflush.log import after, successor
+from beeorm_celery.asyncflush.mysql_errors import is_packet_error
 from beeorm_celery.asyncflush.row_guard import check_matched
 from beeorm_celery.errors import MalformedBatchError
-from beeorm_celery.sql import statements
+from beeorm_celery.sql import statements, text_bytes
 
 if TYPE_CHECKING:
     from pymysql.connections import Connection
@@ -103,6 +104,7 @@ def joint_step(
     raw = pipe.execute()
     plans: list[_Plan] = []
     operations = 0
+    size = 0  # queued payload bytes: max_transaction_bytes (law 14)
     for n, (drain, db_epoch, at) in enumerate(locked):
         if operations >= settings.max_operations_per_transaction:
             break  # the rest stays locked until COMMIT and is applied on the next turn
@@ -125,12 +127,15 @@ def joint_step(
                 batch = decode_entry(parts, drain.group, entry_id, fields, settings.secrets)
             except MalformedBatchError:
                 break  # its own step dead-letters it once it is the head
+            payload = len(fields.get(PAYLOAD_FIELD, b""))
             if (chunk or plans) and (
                 operations + len(batch.operations) > settings.max_operations_per_transaction
+                or size + payload > settings.max_transaction_bytes
             ):
                 break
             chunk.append(batch)
             operations += len(batch.operations)
+            size += payload
         if not chunk:
             joint.single.append(drain.group)
             continue
@@ -139,11 +144,13 @@ def joint_step(
     if not plans:
         conn.rollback()
         return joint
+    limits = plans[0].drain.step.limits  # one pool: one limit
+    statement = ""
     try:
         moves: list[tuple[str, str, str, int, int, int]] = []
         for plan in plans:
             ops = [op for batch in plan.chunk for op in batch.operations]
-            for statement, carried in statements(ops):
+            for statement, carried in statements(ops, limits.merge_limit(conn)):
                 check_matched(carried, cursor.execute(statement))  # a row gone: singles find it
             last_id = str(plan.chunk[-1].id)
             group, batches = plan.drain.group, len(plan.chunk)
@@ -152,6 +159,8 @@ def joint_step(
         conn.commit()
     except pymysql.MySQLError as e:
         _rollback(conn)
+        if is_packet_error(e, text_bytes(statement)):
+            limits.pool.statement_refused(text_bytes(statement))  # the singles cut smaller
         joint.single.extend(plan.drain.group for plan in plans)
         joint.error = e
         return joint

@@ -258,6 +258,8 @@ class Rotation:
             alone.update(joint.single)
             if joint.error is not None:
                 _log_joint_failure(pool_groups, joint.error)
+                if not conn.open:  # e.g. a statement too large: the server hung up
+                    self._drop_connection(pool)
         return [g for g in groups if g in alone]
 
     def _drain(self, group: str) -> Drain:

@@ -7,13 +7,18 @@ producer queued recently tells which secret (or none) the producers use.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
+
+import redis
 
 from beeorm_celery.asyncflush.batch import PAYLOAD_FIELD, SIGNATURE_FIELD, verifies
 
 if TYPE_CHECKING:
-    import redis
+    from beeorm_celery.asyncflush.parts import AsyncParts
+
+logger = logging.getLogger(__name__)
 
 
 def secret_mismatch(
@@ -61,4 +66,17 @@ def check_secrets(
             message = secret_mismatch(group, entry_id, fields, secrets)
             if message is not None:
                 found.append(message)
+    return found
+
+
+def warn_at_worker_start(parts: AsyncParts) -> list[str]:
+    """Log a WARNING for each group whose newest batch this worker's secrets do not fit."""
+    log_keys = {g: parts.keys.log(g) for g in parts.async_groups}
+    try:
+        found = check_secrets(parts.log_redis(), log_keys, parts.settings.secrets)
+    except redis.RedisError as e:
+        logger.warning("could not compare signing_secret with the producers' (Redis: %s)", e)
+        return []
+    for message in found:
+        logger.warning(message)
     return found

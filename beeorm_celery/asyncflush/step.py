@@ -17,6 +17,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pymysql
@@ -24,9 +25,12 @@ import pymysql
 from beeorm_celery.asyncflush import future_ids, log_loss, position
 from beeorm_celery.asyncflush.batch import PAYLOAD_FIELD, Batch, SchemaLookup, decode_entry
 from beeorm_celery.asyncflush.log import Entry, GroupLog, after
+from beeorm_celery.asyncflush.mysql_errors import error_message
+from beeorm_celery.asyncflush.packets import Refusal, StatementLimits
 from beeorm_celery.asyncflush.report import DrainReport, Outcome
 from beeorm_celery.asyncflush.row_guard import check_matched
 from beeorm_celery.errors import MalformedBatchError
+from beeorm_celery.operations import Operation
 from beeorm_celery.sql import operation_sql, statements
 
 if TYPE_CHECKING:
@@ -51,8 +55,12 @@ class TransactionStep:
         isolation: Isolation,
         invalidation: Invalidation,
         pending_memory: PendingMemory,
+        limits: StatementLimits,
+        reconnect: Callable[[Connection[Any], BaseException], None],
     ) -> None:
         self.group = group
+        self.limits = limits  # statement byte caps (packets.py)
+        self.reconnect = reconnect  # after a size refusal the server has closed the connection
         self.pending_memory = pending_memory  # what this process saw pending, per group
         self.schemas = schemas
         self.settings = settings
@@ -111,6 +119,7 @@ class TransactionStep:
         chunk: list[Batch] = []
         payloads: dict[str, bytes] = {}
         operations = 0
+        size = 0
         previous = at
         now_ms = time.time() * 1000
         for entry_id, fields in entries:
@@ -124,15 +133,16 @@ class TransactionStep:
                     break  # apply what came before; the bad entry becomes the head next step
                 self.isolation.malformed(conn, cursor, entry_id, fields, e, epoch, report)
                 return [], {}
-            if (
-                chunk
-                and operations + len(batch.operations)
-                > self.settings.max_operations_per_transaction
+            payload = fields.get(PAYLOAD_FIELD, b"")
+            if chunk and (
+                operations + len(batch.operations) > self.settings.max_operations_per_transaction
+                or size + len(payload) > self.settings.max_transaction_bytes
             ):
                 break
             chunk.append(batch)
-            payloads[entry_id] = fields.get(PAYLOAD_FIELD, b"")
+            payloads[entry_id] = payload
             operations += len(batch.operations)
+            size += len(payload)
         return chunk, payloads
 
     def _apply(
@@ -146,18 +156,42 @@ class TransactionStep:
         report: DrainReport,
     ) -> Outcome:
         ops = [op for batch in chunk for op in batch.operations]
-        planned = [(operation_sql(op), [op]) for op in ops] if single else statements(ops)
+        if single:
+            planned = [(operation_sql(op), [op]) for op in ops]
+        else:
+            planned = statements(ops, self.limits.merge_limit(conn))
         last_id = str(chunk[-1].id)
         statement = ""
+        carried: list[Operation] = []
         try:
             for statement, carried in planned:
+                too_large = self.limits.too_large(statement, carried)
+                if too_large is not None:
+                    raise too_large
                 check_matched(carried, cursor.execute(statement))
+            carried = []
             pending = max(0, self.log.last_length - len(chunk))
             position.advance(cursor, self.group, epoch, last_id, len(chunk), len(ops), pending)
             conn.commit()
         except pymysql.MySQLError as e:
             _rollback(conn)
-            return self.isolation.failed(conn, cursor, chunk, payloads, statement, e, epoch, report)
+            error: pymysql.MySQLError = e
+            refusal = self.limits.refused(e, statement, carried)
+            if refusal in (Refusal.SPLIT, Refusal.TOO_LARGE):
+                self.reconnect(conn, e)  # the server drops a connection that sent too much
+                if refusal is Refusal.SPLIT:
+                    logger.warning(
+                        "async group %r: a statement of %d rows was too large for the server "
+                        "(%s); splitting it",
+                        self.group,
+                        len(carried),
+                        error_message(e),
+                    )
+                    return Outcome.PROGRESS  # the same step again, in smaller statements
+                error = self.limits.too_large_now(conn, statement, carried)
+            return self.isolation.failed(
+                conn, cursor, chunk, payloads, statement, error, epoch, report
+            )
         self.log.trim_through(last_id, hold_trigger=True, clear_failure=True)
         self.isolation.passed(last_id)
         self.invalidation.committed(chunk, last_id)

@@ -30,6 +30,7 @@ from beeorm_celery.asyncflush.log import GroupLog
 from beeorm_celery.asyncflush.parts import AsyncParts
 from beeorm_celery.asyncflush.report import DrainReport
 from beeorm_celery.asyncflush.rotation import Cooling, Rotation
+from beeorm_celery.asyncflush.signing import warn_at_worker_start
 from beeorm_celery.asyncflush.transport import Waker, WakeReason, WakeUp
 
 logger = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ class GroupWorker:
         guard = self.parts.log_redis_guard
         if guard is not None:
             guard.report_at_worker_start()
+        warn_at_worker_start(self.parts)
         try:
             woken = self.sweep(at_start=True)
             if woken:

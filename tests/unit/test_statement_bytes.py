@@ -56,3 +56,13 @@ def test_a_lost_link_means_too_large_only_after_a_large_statement() -> None:
     assert is_packet_error(gone, PACKET_SUSPECT_BYTES)
     assert not is_packet_error(gone, PACKET_SUSPECT_BYTES - 1)
     assert not is_packet_error(pymysql.err.OperationalError(1205, "lock"), 10**9)
+
+
+def test_a_row_too_large_is_a_permanent_error_naming_max_allowed_packet() -> None:
+    from beeorm_celery.asyncflush.mysql_errors import ErrorClass, classify
+    from beeorm_celery.asyncflush.packets import too_large_error
+
+    op = insert(ENGINE, ItemV2, 5, name="big")
+    error = too_large_error(300_000, 131_072, op)
+    assert classify(error) is ErrorClass.PERMANENT
+    assert "max_allowed_packet (131072 bytes)" in str(error) and "release_item 5" in str(error)
