@@ -338,8 +338,8 @@ class Checker:
     def _converged(self) -> None:
         """Law 10: once drained, every cached row equals its MySQL row (verify_cache)."""
         f = self.findings
-        for entity in BY_TABLE.values():
-            for mismatch in self.reader.verify_cache(entity):
+        for table in BY_TABLE:
+            for mismatch in self.reader.verify_cache(self._entity(table)):
                 f.cache_diverged += 1
                 f.problem("convergence", str(mismatch))
 

@@ -123,7 +123,11 @@ class Producer:
         name = f"poison-p{self.id}-{planted_id}"
         ctx = self.engine.new_context()
         entity = ctx.new_entity(
-            self.by_table[POISON_TABLE], producer=self.id, seq=self._next_seq(), name=name
+            self.by_table[POISON_TABLE],
+            producer=self.id,
+            seq=self._next_seq(),
+            name=name,
+            **self._release_values(),
         )
         key = f"{POISON_TABLE}:{entity.id}"
         self._flush(ctx, [("i", key, entity)])
@@ -146,8 +150,12 @@ class Producer:
         self._seq += 1
         return self._seq
 
+    def _release_values(self) -> dict[str, str]:
+        """A release-2 producer writes its release into the new column."""
+        return {NEW_COLUMN: f"r{self.release}"} if self.release > 1 else {}
+
     def _new(self, ctx: Any, table: str) -> Entity:
-        extra = {NEW_COLUMN: f"r{self.release}"} if self.release > 1 else {}
+        extra = self._release_values()
         entity: Entity = ctx.new_entity(
             self.by_table[table],
             producer=self.id,
