@@ -4,7 +4,8 @@
 a migration): it drops the rows' entity keys (rows, tombstones and "missing" markers), the
 unique-index keys of their values (as cached and as in MySQL), their entries in cached
 reference and all-ids lists, and the rows in every process's local cache. Pending markers stay:
-they protect batches still queued.
+they protect batches still queued; so do the unique-index keys of a row with a batch queued
+(its claims are decided; MySQL does not know them yet).
 
 ``verify_cache`` reads both sides and returns what differs. Rows with a batch pending are
 skipped (MySQL lags the cache by design until the worker applied it).
@@ -84,13 +85,16 @@ def clear_cache(engine: Engine, schema: EntitySchema, ids: Iterable[int]) -> int
         client = engine.redis_for(schema)
         for chunk in _chunks(wanted):
             cached = _cached_rows(engine, schema, chunk)
+            pending = client.hmget(keys.pending(schema), [str(i) for i in chunk])
             in_mysql = _mysql_rows(engine, schema, chunk)
             pipe = client.pipeline(transaction=False)
-            for entity_id, raw in zip(chunk, cached, strict=True):
+            for entity_id, raw, marker in zip(chunk, cached, pending, strict=True):
                 states = [s for s in (_decoded(schema, raw), in_mysql.get(entity_id)) if s]
                 pipe.delete(keys.entity(schema, entity_id))
                 touched += 1
-                for index in schema.unique_indexes.values():
+                # A batch still queued claimed its unique values in the cache, and MySQL does
+                # not have them yet: dropping the claims would let another flush take them.
+                for index in schema.unique_indexes.values() if marker is None else ():
                     for state in states:
                         values = [state.get(c) for c in index.columns]
                         if all(v is not None for v in values):
@@ -125,7 +129,7 @@ def verify_cache(
     keys = engine.keys
     for chunk in _chunks(wanted):
         cached = _cached_rows(engine, schema, chunk)
-        pending = client.mget([keys.pending(schema, i) for i in chunk])
+        pending = client.hmget(keys.pending(schema), [str(i) for i in chunk])
         in_mysql = _mysql_rows(engine, schema, chunk)
         # (id, index, values, key, whether MySQL's row holds the key)
         unique_checks: list[tuple[int, str, list[Any], str, bool]] = []

@@ -9,8 +9,9 @@ Cached rows are JSON arrays of values pre-encoded by orjson. Lua's cjson would t
 above 2**53 into floats and reformat floats, so the patch never decodes a row: it splits the
 array into its top-level items as text (``bo_split``), replaces items by column index, joins.
 
-Pending markers (``Keys.pending``): every async flush sets, per row, the id of the batch that
-last touched it; the worker drops the marker once that batch (or a later one) is applied. A
+Pending markers (``Keys.pending``, one hash per table): every async flush sets, per row, the id
+of the batch that last touched it; the worker drops the marker once that batch (or a later one)
+is applied. A
 reader may fill a row from MySQL only while no marker exists (``FILL_SCRIPT``), because MySQL
 lags the cache until then. A row whose cache entry was evicted or cleared while a batch waits
 is therefore read from MySQL but never cached in that old state.
@@ -91,6 +92,61 @@ end
 
 -- The checks of a flush, before anything is written. Returns a refusal ({'!', reason, ...})
 -- or nil and the unique keys' new values (claims and releases, in operation order).
+-- The plan: the last ARGV is its length n; the n arguments before it are the plan, flat (see
+-- CachePlan.args), read in place: building Lua tables from it, or cjson, would cost more than
+-- the rest of the script. bo_plan() returns where each part starts.
+--
+-- Inserts come first, flat: ni (entity key, row) pairs, then nm runs of their pending
+-- markers: pending hash, group number, count, the ids.
+-- An update or delete at position a: kind, entity key, pending hash, group number, id, then
+--   'd': n, n (column, JSON) pairs expected | 'u': width, local (1/0), whole row,
+--   n, n (column, JSON) patches, m, m (column, JSON) pairs expected.
+-- bo_entity(a) returns the next op's position and where the pairs start, with their counts.
+local function bo_entity(a)
+  local kind = ARGV[a]
+  if kind == 'd' then
+    local ne = tonumber(ARGV[a + 5])
+    return a + 6 + 2 * ne, a + 6, ne, 0, 0
+  end
+  local np = tonumber(ARGV[a + 8])
+  local at = a + 9 + 2 * np
+  local ne = tonumber(ARGV[at])
+  return at + 1 + 2 * ne, at + 1, ne, a + 9, np
+end
+
+local function bo_plan()
+  local n = tonumber(ARGV[#ARGV])
+  if n == 0 then return nil end
+  local a = #ARGV - n
+  local p = {ne = tonumber(ARGV[a]), nc = tonumber(ARGV[a + 1]), nx = tonumber(ARGV[a + 4]),
+    nhs = tonumber(ARGV[a + 5]), f = ARGV[a + 6] == '1', t = ARGV[a + 7], m = ARGV[a + 8],
+    p = ARGV[a + 9], ni = tonumber(ARGV[a + 10]), nm = tonumber(ARGV[a + 11]), h = {}, s = {}}
+  local nh, ns = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  a = a + 12
+  p.i = a
+  a = a + 2 * p.ni
+  p.im = a
+  for _ = 1, p.nm do a = a + 3 + tonumber(ARGV[a + 2]) end
+  p.e = a
+  for _ = 1, p.ne do a = bo_entity(a) end
+  p.c = a
+  a = a + 4 * p.nc
+  for _ = 1, nh do
+    p.h[ARGV[a]] = ARGV[a + 1]
+    a = a + 2
+  end
+  for _ = 1, ns do
+    p.s[ARGV[a]] = ARGV[a + 1]
+    a = a + 2
+  end
+  p.x = a
+  a = a + p.nx
+  p.hs = a
+  for _ = 1, p.nhs do a = a + 2 + tonumber(ARGV[a + 1]) end
+  p.pub = a
+  return p
+end
+
 local function bo_fill_hints(plan, ov)
   for key, v in pairs(plan.h) do
     if ov[key] == nil then
@@ -103,32 +159,50 @@ local function bo_fill_hints(plan, ov)
   end
 end
 
+-- The checks of a flush, before anything is written. Returns a refusal ({'!', reason, ...})
+-- or nil and the unique keys' new values (claims and releases, in operation order).
 local function bo_check(plan)
-  local force = plan.f == 1
+  local force = plan.f
   if not force then
-    for _, e in ipairs(plan.e) do
-      if e[1] ~= 'i' and redis.call('GET', e[2]) == '-' then return {'!', 'gone', e[2]} end
+    local a = plan.e
+    for _ = 1, plan.ne do
+      local nxt, es, en = bo_entity(a)
+      local cur = redis.call('GET', ARGV[a + 1])
+      if cur == '-' then return {'!', 'gone', ARGV[a + 1]} end
+      if cur and en > 0 and string.byte(cur, 1) == 91 then
+        local items = bo_split(cur)
+        if items then
+          for i = es, es + 2 * (en - 1), 2 do
+            if items[tonumber(ARGV[i]) + 1] ~= ARGV[i + 1] then
+              return {'!', 'stale', ARGV[a + 1], ARGV[i]}
+            end
+          end
+        end
+      end
+      a = nxt
     end
-    for _, key in ipairs(plan.x) do
-      if redis.call('GET', key) == '-' then return {'!', 'refgone', key} end
+    for i = plan.x, plan.x + plan.nx - 1 do
+      if redis.call('GET', ARGV[i]) == '-' then return {'!', 'refgone', ARGV[i]} end
     end
   end
   local ov = {}
   local unknown = {}
-  for _, c in ipairs(plan.c) do
-    local key, id = c[2], c[3]
+  for c = plan.c, plan.c + 4 * (plan.nc - 1), 4 do
+    local key, id = ARGV[c + 1], ARGV[c + 2]
     local cur = ov[key]
     if cur == nil then cur = redis.call('GET', key) end
     if cur == false or cur == '?' then cur = plan.h[key] end
-    if c[1] == 'c' then
-      if force or cur == id or cur == '-' then
+    if ARGV[c] == 'c' then
+      if force or cur == id or cur == '-' or (cur ~= nil and plan.s[key] == cur) then
         ov[key] = id
       elseif cur == nil then
         unknown[#unknown + 1] = key
         ov[key] = id
       else
+        -- held by another row: the caller checks that row still has the value (its cached
+        -- row goes back: a stale claim, left by an edit from a stale copy, may be taken over)
         bo_fill_hints(plan, {})  -- what MySQL said stays known, refused or not
-        return {'!', 'dup', key, cur}
+        return {'!', 'dup', key, cur, redis.call('GET', ARGV[c + 3] .. cur) or ''}
       end
     elseif cur == nil or cur == id then
       ov[key] = '-'
@@ -145,32 +219,52 @@ end
 -- The writes of a flush. ``ids[g]``: the batch id of the plan's group g (async flushes).
 -- Appends to ``out`` (key, row) for each patched row whose entity has a local cache.
 local function bo_write(plan, ov, ids, out)
-  for _, e in ipairs(plan.e) do
-    local kind, ekey, pkey, g = e[1], e[2], e[3], e[4]
+  local markers = {}
+  local function mark(pkey, id, m)
+    local fields = markers[pkey]
+    if not fields then
+      fields = {}
+      markers[pkey] = fields
+    end
+    fields[#fields + 1] = id
+    fields[#fields + 1] = m
+  end
+  local last = plan.i + 2 * plan.ni - 1
+  for i = plan.i, last, 1000 do
+    redis.call('MSET', unpack(ARGV, i, math.min(last, i + 999)))
+  end
+  local a = plan.im
+  for _ = 1, plan.nm do
+    local pkey, id, count = ARGV[a], ids[tonumber(ARGV[a + 1])], tonumber(ARGV[a + 2])
+    for i = a + 3, a + 2 + count do mark(pkey, ARGV[i], id) end
+    a = a + 3 + count
+  end
+  a = plan.e
+  for _ = 1, plan.ne do
+    local nxt, _, _, ps, np = bo_entity(a)
+    local kind, ekey, pkey, g = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
     local prov = false
-    if kind == 'i' then
-      redis.call('SET', ekey, e[5])
-    elseif kind == 'd' then
+    if kind == 'd' then
       redis.call('SET', ekey, '-', 'EX', plan.t)
     else
       local cur = redis.call('GET', ekey)
       if cur and string.byte(cur, 1) == 91 then
         local items = bo_split(cur)
-        if items and #items == e[6] then
-          for _, pv in ipairs(e[5]) do items[pv[1] + 1] = pv[2] end
+        if items and #items == tonumber(ARGV[a + 5]) then
+          for i = ps, ps + 2 * (np - 1), 2 do items[tonumber(ARGV[i]) + 1] = ARGV[i + 1] end
           local row = '[' .. table.concat(items, ',') .. ']'
           redis.call('SET', ekey, row)
-          if e[7] == 1 then
+          if ARGV[a + 6] == '1' then
             out[#out + 1] = ekey
             out[#out + 1] = row
           end
         else
           redis.call('DEL', ekey)
         end
-      elseif g > 0 and cur ~= '-' and e[8] ~= '' then
+      elseif g > 0 and cur ~= '-' and ARGV[a + 7] ~= '' then
         -- Nothing to patch (evicted, cleared): the caller's row, so this process and others
         -- read their writes, marked provisional: the worker drops it once MySQL has the row.
-        redis.call('SET', ekey, e[8])
+        redis.call('SET', ekey, ARGV[a + 7])
         prov = true
       elseif not cur then
         -- flush(): a reader that loaded the row before the COMMIT must not cache it now
@@ -182,11 +276,18 @@ local function bo_write(plan, ov, ids, out)
       if prov then
         m = m .. '+'
       elseif kind == 'u' then
-        local old = redis.call('GET', pkey)
+        local old = redis.call('HGET', pkey, ARGV[a + 4])
         if old and string.byte(old, -1) == 43 then m = m .. '+' end
       end
-      redis.call('SET', pkey, m, 'EX', plan.p)
+      mark(pkey, ARGV[a + 4], m)
     end
+    a = nxt
+  end
+  for pkey, fields in pairs(markers) do
+    for i = 1, #fields, 1000 do
+      redis.call('HSET', pkey, unpack(fields, i, math.min(#fields, i + 999)))
+    end
+    redis.call('EXPIRE', pkey, plan.p)
   end
   for key, v in pairs(ov) do
     if v == '-' then redis.call('SET', key, '-', 'EX', plan.t) else redis.call('SET', key, v) end
@@ -197,25 +298,27 @@ end
 
 # Checks and writes of one plan without a log: flush() before MySQL (claims only, ARGV[2] = 0)
 # and after the COMMIT (force), async flushes for caches outside the log's pool.
-# ARGV: plan, write entity rows (1/0), then the batch ids by group number.
+# ARGV: write entity rows (1/0), then the batch ids by group number, then the plan.
 CACHE_SCRIPT = (
     LUA_HELPERS
     + """
-local plan = cjson.decode(ARGV[1])
+local plan = bo_plan()
 local refused, ov = bo_check(plan)
 if refused then return refused end
 local out = {'ok'}
-if ARGV[2] == '1' then
+if ARGV[1] == '1' then
   local ids = {}
-  for i = 3, #ARGV do ids[i - 2] = ARGV[i] end
+  for i = 2, #ARGV - 1 - tonumber(ARGV[#ARGV]) do ids[i - 1] = ARGV[i] end
   bo_write(plan, ov, ids, out)
-  for _, h in ipairs(plan.hs) do
-    local fields = h[2]
-    for i = 1, #fields, 1000 do
-      redis.call('HSET', h[1], unpack(fields, i, math.min(#fields, i + 999)))
+  local a = plan.hs
+  for _ = 1, plan.nhs do
+    local count = tonumber(ARGV[a + 1])
+    for i = a + 2, a + 1 + count, 1000 do
+      redis.call('HSET', ARGV[a], unpack(ARGV, i, math.min(a + 1 + count, i + 999)))
     end
+    a = a + 2 + count
   end
-  if plan.pub[1] then redis.call('PUBLISH', plan.pub[1], plan.pub[2]) end
+  if ARGV[plan.pub] ~= '' then redis.call('PUBLISH', ARGV[plan.pub], ARGV[plan.pub + 1]) end
 else
   for key, v in pairs(ov) do if v ~= '-' then redis.call('SET', key, v) end end
 end
@@ -232,12 +335,13 @@ return 0
 """
 
 # A reader fills rows it loaded from MySQL, never over a writer's value (NX) and never while
-# a batch for the row is pending. KEYS: per row (entity key, pending key); ARGV: the missing
-# marker's TTL, then per row its value.
+# a batch for the row is pending. KEYS: per row its entity key, then the table's pending hash;
+# ARGV: the missing marker's TTL, then per row its id and value.
 FILL_SCRIPT = """
-for i = 1, #KEYS, 2 do
-  if redis.call('EXISTS', KEYS[i + 1]) == 0 then
-    local v = ARGV[(i + 1) / 2 + 1]
+local pending = KEYS[#KEYS]
+for i = 1, #KEYS - 1 do
+  if redis.call('HEXISTS', pending, ARGV[i * 2]) == 0 then
+    local v = ARGV[i * 2 + 1]
     if v == '-' then
       redis.call('SET', KEYS[i], v, 'NX', 'EX', ARGV[1])
     else
@@ -252,14 +356,15 @@ return 0
 # set, unless a later batch set them again. An entry missing now, or provisional (a marker
 # ending in '+': written from a caller's copy), gets a short stale mark instead, so the next
 # read loads MySQL, and a reader whose SELECT ran before the COMMIT cannot cache the old row.
-# KEYS: (pending, entity).
+# KEYS: per row (pending hash, entity key); ARGV: the batch id, then per row its id.
 RELEASE_SCRIPT = (
     LUA_HELPERS
     + """
 for i = 1, #KEYS, 2 do
-  local m = redis.call('GET', KEYS[i])
+  local id = ARGV[(i + 1) / 2 + 1]
+  local m = redis.call('HGET', KEYS[i], id)
   if m and bo_stream_le(m, ARGV[1]) then
-    redis.call('DEL', KEYS[i])
+    redis.call('HDEL', KEYS[i], id)
     if string.byte(m, -1) == 43 or redis.call('EXISTS', KEYS[i + 1]) == 0 then
       redis.call('SET', KEYS[i + 1], '?', 'EX', STALE_TTL)
     end
@@ -273,8 +378,8 @@ return 0
 class CachePlan:
     """What one flush does to the entity and unique-index keys of one Redis pool.
 
-    Encoded as one JSON argument (``encode``), decoded by ``cjson`` in the script: row items
-    stay JSON text inside JSON strings, so no number is ever converted.
+    Sent as flat script arguments (``args``): rows and values stay the JSON text orjson made,
+    so no number is ever converted.
     """
 
     def __init__(self, keys: Keys, tombstone_ttl_s: int, missing_ttl_s: int) -> None:
@@ -283,9 +388,14 @@ class CachePlan:
         self.missing_ttl_s = missing_ttl_s
         # filled by the script call: (key, row) of rows patched for local caches
         self.patched: dict[str, bytes] = {}
-        self.entity_ops: list[list[Any]] = []
+        self.entity_ops: list[list[Any]] = []  # updates and deletes
+        # inserts, flat: (entity key, row) pairs; their ids by (pending hash, group number)
+        self.insert_rows: list[Any] = []
+        self.insert_marks: dict[tuple[str, int], list[int]] = {}
+        self._pending_keys: dict[str, str] = {}
         self.claims: list[list[str]] = []
         self.hints: dict[str, str] = {}
+        self.steal: dict[str, str] = {}  # unique key -> id found not to hold it any more
         self.ref_keys: list[str] = []
         self.hashes: list[list[Any]] = []  # CACHE_SCRIPT only: [key, [field, value, ...]]
         self.publish: list[str] = []  # CACHE_SCRIPT only: [channel, message]
@@ -295,25 +405,46 @@ class CachePlan:
         self.entity_labels: dict[str, tuple[EntitySchema, int]] = {}
 
     def __bool__(self) -> bool:
-        return bool(self.entity_ops or self.claims or self.ref_keys)
+        return bool(self.entity_ops or self.insert_rows or self.claims or self.ref_keys)
+
+    def entity_keys(self) -> list[str]:
+        """Every entity key the plan writes."""
+        return [e[1] for e in self.entity_ops] + self.insert_rows[::2]
 
     def add_entity(self, op: Operation, group_no: int) -> None:
         """The row's own key: insert, patch or tombstone; ``group_no`` > 0 sets its marker."""
         schema = op.schema
         key = self.keys.entity(schema, op.id)
-        pending = self.keys.pending(schema, op.id) if group_no else ""
-        self.entity_labels[key] = (schema, op.id)
+        pending = self._pending_keys.get(schema.table)
+        if pending is None:
+            pending = self._pending_keys[schema.table] = self.keys.pending(schema)
         if op.kind is OpKind.INSERT:
-            row = encoded_row(op).decode()
-            self.entity_ops.append(["i", key, pending, group_no, row, 0])
-        elif op.kind is OpKind.DELETE:
-            self.entity_ops.append(["d", key, pending, group_no, "", 0])
+            self.insert_rows += (key, encoded_row(op))
+            if group_no:
+                self.insert_marks.setdefault((pending, group_no), []).append(op.id)
+            return
+        entity_id = str(op.id)
+        self.entity_labels[key] = (schema, op.id)
+        expected = unique_before(op)
+        if op.kind is OpKind.DELETE:
+            self.entity_ops.append(["d", key, pending, group_no, "", 0, 0, "", expected, entity_id])
         else:
             local = 1 if schema.options.local_cache is not None else 0
             # the caller's whole row: written (provisional) only where there is none to patch
-            row = encoded_row(op).decode() if group_no and op.full is not None else ""
+            row = encoded_row(op) if group_no and op.full is not None else b""
             self.entity_ops.append(
-                ["u", key, pending, group_no, patch_items(op), _width(schema), local, row]
+                [
+                    "u",
+                    key,
+                    pending,
+                    group_no,
+                    patch_items(op),
+                    _width(schema),
+                    local,
+                    row,
+                    expected,
+                    entity_id,
+                ]
             )
 
     def add_reference_checks(self, keys: Sequence[tuple[str, EntitySchema, int]]) -> None:
@@ -321,25 +452,78 @@ class CachePlan:
             self.ref_keys.append(key)
             self.entity_labels[key] = (schema, entity_id)
 
-    def encode(self) -> bytes:
-        return orjson.dumps(
-            {
-                "e": self.entity_ops,
-                "c": self.claims,
-                "h": self.hints,
-                "x": self.ref_keys,
-                "hs": self.hashes,
-                "pub": self.publish,
-                "f": 1 if self.force else 0,
-                "t": self.tombstone_ttl_s,
-                "m": self.missing_ttl_s,
-                "p": self.tombstone_ttl_s,
-            }
-        )
+    def args(self) -> list[Any]:
+        """The plan as flat script arguments, its length last (parsed by ``bo_plan``)."""
+        out: list[Any] = [
+            len(self.entity_ops),
+            len(self.claims),
+            len(self.hints),
+            len(self.steal),
+            len(self.ref_keys),
+            len(self.hashes),
+            1 if self.force else 0,
+            self.tombstone_ttl_s,
+            self.missing_ttl_s,
+            self.tombstone_ttl_s,
+            len(self.insert_rows) // 2,
+            len(self.insert_marks),
+        ]
+        out += self.insert_rows
+        for (pending, group_no), ids in self.insert_marks.items():
+            out += (pending, group_no, len(ids), *ids)
+        for e in self.entity_ops:
+            out += [e[0], e[1], e[2], e[3], e[9]]
+            if e[0] == "d":
+                _flat_pairs(out, e[8])
+            else:
+                out += [e[5], e[6], e[7]]
+                _flat_pairs(out, e[4])
+                _flat_pairs(out, e[8])
+        for claim in self.claims:
+            out += claim if len(claim) == 4 else [*claim, ""]
+        for key, value in self.hints.items():
+            out += [key, value]
+        for key, value in self.steal.items():
+            out += [key, value]
+        out += self.ref_keys
+        for key, fields in self.hashes:
+            out += [key, len(fields), *fields]
+        out += self.publish or [""]
+        out.append(len(out))
+        return out
+
+
+def _flat_pairs(out: list[Any], pairs: list[list[Any]]) -> None:
+    out.append(len(pairs))
+    for index, text in pairs:
+        out += [index, text]
 
 
 def _width(schema: EntitySchema) -> int:
     return len(schema.data_columns)
+
+
+def unique_before(op: Operation) -> list[list[Any]]:
+    """(column index, JSON text) of the unique-index values the caller's copy had, where the
+    flush releases them (an edit changing them, a delete): the script refuses the flush if the
+    cached row holds other values (the copy is stale: it would release values it no longer
+    holds and keep the real ones claimed)."""
+    schema = op.schema
+    if not schema.unique_indexes:
+        return []
+    index = schema.data_column_index
+    columns = schema.columns_by_name
+    found: list[list[Any]] = []
+    for unique in schema.unique_indexes.values():
+        if op.kind is OpKind.UPDATE and not any(c in op.values for c in unique.columns):
+            continue
+        for name in unique.columns:
+            if name not in op.before:
+                continue
+            value = op.before[name]
+            text = "null" if value is None else orjson.dumps(columns[name].type.to_json(value))
+            found.append([index[name], text if isinstance(text, str) else text.decode()])
+    return found
 
 
 def patch_items(op: Operation) -> list[list[Any]]:
@@ -382,8 +566,9 @@ def fill_rows(engine: Engine, schema: EntitySchema, rows: dict[int, bytes | None
     keys: list[str] = []
     args: list[Any] = [engine.missing_ttl_s]
     for entity_id, row in rows.items():
-        keys += [engine.keys.entity(schema, entity_id), engine.keys.pending(schema, entity_id)]
-        args.append(b"-" if row is None else row)
+        keys.append(engine.keys.entity(schema, entity_id))
+        args += [entity_id, b"-" if row is None else row]
+    keys.append(engine.keys.pending(schema))
     try:
         script(engine.redis_for(schema), FILL_SCRIPT)(keys=keys, args=args)
     except redis_errors.OutOfMemoryError:
@@ -393,12 +578,13 @@ def fill_rows(engine: Engine, schema: EntitySchema, rows: dict[int, bytes | None
 
 def release_pending(engine: Engine, ops: Sequence[Operation], through_batch: str) -> None:
     """After the worker applied (or dead-lettered) batches through ``through_batch``."""
-    by_pool: dict[str, list[str]] = {}
+    by_pool: dict[str, tuple[list[str], list[Any]]] = {}
     for op in ops:
         pool = op.schema.options.redis_cache
         if pool is None:
             continue
-        keys = by_pool.setdefault(pool, [])
-        keys += [engine.keys.pending(op.schema, op.id), engine.keys.entity(op.schema, op.id)]
-    for pool, keys in by_pool.items():
-        script(engine.redis(pool), RELEASE_SCRIPT)(keys=keys, args=[through_batch])
+        keys, args = by_pool.setdefault(pool, ([], [through_batch]))
+        keys += [engine.keys.pending(op.schema), engine.keys.entity(op.schema, op.id)]
+        args.append(op.id)
+    for pool, (keys, args) in by_pool.items():
+        script(engine.redis(pool), RELEASE_SCRIPT)(keys=keys, args=args)

@@ -90,8 +90,8 @@ def claim_before(
             continue  # nothing the cache could refuse: no extra round trip
         run = script(engine.redis(pool), CACHE_SCRIPT)
 
-        def check(encoded: bytes, run: Any = run) -> Any:
-            return run(args=[encoded, 0])
+        def check(plan_args: list[Any], run: Any = run) -> Any:
+            return run(args=[0, *plan_args])
 
         try:
             run_checked(engine.mysql, plan, check)
@@ -235,7 +235,7 @@ def write_redis_caches(
             plan.hashes.append([key, [x for pair in fields.items() for x in pair]])
         if message is not None and pool == engine.invalidation_pool:
             plan.publish = [engine.keys.invalidation_channel, message.decode()]
-        args: list[Any] = [plan.encode(), 1, *(batch_ids[g] for g in groups)]
+        args: list[Any] = [1, *(batch_ids[g] for g in groups), *plan.args()]
         result = script(engine.redis(pool), CACHE_SCRIPT)(args=args)
         patched.update(patched_rows(result[1:]))
     return patched
@@ -251,7 +251,7 @@ def _cache_write_failed(
     for pool, pool_ops in by_pool.items():
         keys: set[str] = set()
         plan = cache_plan(engine, pool_ops, None)
-        keys.update(e[1] for e in plan.entity_ops)
+        keys.update(plan.entity_keys())
         keys.update(c[1] for c in plan.claims)
         writes = CacheWrites()
         for op in pool_ops:

@@ -11,7 +11,7 @@ key                                    type        holds
 ``bo:{product}:u:<index>:<digest>``    string      id having those unique values, or ``-``
 ``bo:{product}:r:<field>:<ref_id>``    hash        id -> 1 (refers) / 0 (no longer), _complete
 ``bo:{product}:all``                   hash        id -> 1 / 0 for cache_all, _complete
-``bo:{product}:p:<id>``                string      last queued batch id that touches the row
+``bo:{product}:p``                     hash        id -> last queued batch id touching the row
 ``bo:{product}:id``                    string      id counter (INCRBY)
 ``bo:invalidate``                      channel     local-cache invalidations (pub/sub)
 ``bo:{g:catalog}:log``                 stream      pending batches, oldest first
@@ -68,11 +68,11 @@ class Keys:
     def reference(self, schema: EntitySchema, field: str, ref_id: int) -> str:
         return f"{self.prefix}:{{{schema.table}}}:r:{field}:{ref_id}"
 
-    def pending(self, schema: EntitySchema, entity_id: int) -> str:
-        """Set by flush_async to the batch id that last touched the row, dropped by the worker
-        once that batch is applied: while it exists a reader may not fill the row from MySQL
-        (MySQL lags the cache), see ``cache_patch``."""
-        return f"{self.prefix}:{{{schema.table}}}:p:{entity_id}"
+    def pending(self, schema: EntitySchema) -> str:
+        """The table's pending markers: row id -> the batch id that last touched the row, set
+        by flush_async, dropped by the worker once that batch is applied. While a row has one a
+        reader may not fill it from MySQL (MySQL lags the cache), see ``cache_patch``."""
+        return f"{self.prefix}:{{{schema.table}}}:p"
 
     def all_ids(self, schema: EntitySchema) -> str:
         return f"{self.prefix}:{{{schema.table}}}:all"

@@ -8,6 +8,10 @@ racing for one value, the first script to run wins. A released value is free at 
 release and any later claim are in the same table, so in the same async group, and MySQL
 applies them in log order.
 
+A key held by another row whose cached row has other values now (an edit from a stale copy
+released the wrong value) is a stale claim: the script returns that row, and runs again
+allowed to take the key over from that id.
+
 Where the cache does not know a key (never read, expired, cleared), the script says which; one
 indexed MySQL query per unique index (one ``IN`` list for every such value of the flush)
 finds the holders, and the script runs again with them as hints, which it also caches.
@@ -23,9 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 import pymysql
 
-from beeorm_celery.cache import _index_values
+from beeorm_celery.cache import _index_values, decode_row
+from beeorm_celery.columns import InvalidValue
 from beeorm_celery.entity import Reference
 from beeorm_celery.errors import DuplicateKeyError, ValidationError
+from beeorm_celery.keys import STALE, TOMBSTONE
 from beeorm_celery.operations import Operation, OpKind
 
 if TYPE_CHECKING:
@@ -38,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 # A refusal from the scripts starts with this item.
 REFUSED = b"!"
-_MAX_ROUNDS = 3
+_MAX_ROUNDS = 6  # unknown values asked once, plus a few stale claims taken over
 
 
 def add_claims(plan: CachePlan, op: Operation) -> None:
@@ -56,7 +62,8 @@ def add_claims(plan: CachePlan, op: Operation) -> None:
             plan.claims.append(["r", old_key, str(op.id)])
             plan.unique_labels[old_key] = (schema, index.name, old)
         if new_key is not None and new is not None:
-            plan.claims.append(["c", new_key, str(op.id)])
+            # the entity key of a holder is this prefix and its id
+            plan.claims.append(["c", new_key, str(op.id), keys.entity(schema, 0)[:-1]])
             plan.unique_labels[new_key] = (schema, index.name, new)
 
 
@@ -83,14 +90,17 @@ def reference_checks(
 
 
 def run_checked(
-    mysql: Mapping[str, MySQLPool], plan: CachePlan, call: Callable[[bytes], Any]
+    mysql: Mapping[str, MySQLPool], plan: CachePlan, call: Callable[[list[Any]], Any]
 ) -> Any:
-    """``call(plan.encode())`` until it is not refused for unknown keys; other refusals raise."""
+    """``call(plan.args())`` until it is not refused for unknown keys; other refusals raise."""
     for _ in range(_MAX_ROUNDS):
-        result = call(plan.encode())
+        result = call(plan.args())
         if not (isinstance(result, list) and result and result[0] == REFUSED):
             return result
         reason = result[1]
+        if reason == b"dup" and _holder_moved(plan, result):
+            plan.steal[result[2].decode()] = result[3].decode()
+            continue
         if reason == b"unknown":
             unknown = [k.decode() for k in result[2:]]
             try:
@@ -107,6 +117,26 @@ def run_checked(
             continue
         raise refusal(plan, result)
     raise AssertionError("the flush script kept asking for unique values it was given")
+
+
+def _holder_moved(plan: CachePlan, result: list[Any]) -> bool:
+    """Whether the row a unique key names holds other values now (or is deleted), judged by
+    its cached row: then the key is a stale claim (left by an edit from a stale copy)."""
+    raw = result[4] if len(result) > 4 else b""
+    if raw == TOMBSTONE:
+        return True
+    if not raw or raw == STALE:
+        return False  # not cached: the claim stands
+    key = result[2].decode()
+    schema, index, _ = plan.unique_labels[key]
+    try:
+        row = decode_row(schema, raw)
+    except (ValueError, InvalidValue):
+        return False
+    values = [row.get(c) for c in schema.unique_indexes[index].columns]
+    if any(v is None for v in values):
+        return True
+    return bool(plan.keys.unique(schema, index, values) != key)
 
 
 def refusal(plan: CachePlan, result: list[Any]) -> Exception:
@@ -127,6 +157,15 @@ def refusal(plan: CachePlan, result: list[Any]) -> Exception:
             holder_id=holder,
         )
     schema, entity_id = plan.entity_labels[key]
+    if reason == b"stale":
+        column = schema.data_columns[int(result[3])].name
+        return ValidationError(
+            schema.name,
+            column,
+            "changed since this copy was read (a unique value: the flush would release a value "
+            "the row no longer holds); read the entity again; nothing was queued or cached",
+            entity_id,
+        )
     if reason == b"gone":
         return ValidationError(
             schema.name,

@@ -19,7 +19,18 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import baselines, builder, freshness, latency, memory, peer, reads, report, throughput
+from bench import (
+    baselines,
+    builder,
+    freshness,
+    latency,
+    memory,
+    peer,
+    reads,
+    report,
+    throughput,
+    unique,
+)
 from bench.harness import Harness
 from bench.profiling import producer_profile
 from bench.settings import BenchSettings, Sizes
@@ -29,6 +40,7 @@ RESULTS_PATH = REPO / "bench" / "results.json"
 # In this order: the raw baseline runs right before the applied run it is compared with.
 PHASES = (
     "latency",
+    "unique",
     "reads",
     "builder",
     "raw_executemany",
@@ -78,6 +90,11 @@ class Run:
                 self.results[f"{mode}_1_{p}_us"] = found[f"{mode}_1_{p}_us"]
         self.results["redis_rtt_us"] = found["redis_rtt_us"]
         self.results["redis_rtt_p99_us"] = found["redis_rtt_p99_us"]
+
+    def run_unique(self) -> None:
+        found = unique.measure(self.harness, self.sizes.unique_rounds)
+        self.details["unique"] = found
+        self.results.update({k: v for k, v in found.items() if k.startswith("unique_")})
 
     def run_reads(self) -> None:
         found = reads.measure(self.harness, self.sizes.reads_s, self.sizes.reads_rows)

@@ -52,6 +52,15 @@ class LatencyRow(RowFields, table="bench_latency", redis_cache=True, async_group
     """Flushed one and ten at a time, by flush() and flush_async(), while a worker applies."""
 
 
+UNIQUE_GROUP = "unique"
+
+
+class UniqueRow(RowFields, table="bench_unique", redis_cache=True, async_group=UNIQUE_GROUP):
+    """Flushed 100 at a time with a unique name: the claim at flush_async (bench/unique.py)."""
+
+    name: str = Field(max_length=100, required=True, unique="name")
+
+
 class LocalItem(
     RowFields, table="bench_read_local", redis_cache=True, local_cache=True, async_group=READS_GROUP
 ):
@@ -66,7 +75,14 @@ class PlainItem(RowFields, table="bench_read_mysql", async_group=READS_GROUP):
     """No cache at all: every read is a SELECT."""
 
 
-ENTITIES: tuple[type[Entity], ...] = (*ROWS, LatencyRow, LocalItem, RedisItem, PlainItem)
+ENTITIES: tuple[type[Entity], ...] = (
+    *ROWS,
+    LatencyRow,
+    UniqueRow,
+    LocalItem,
+    RedisItem,
+    PlainItem,
+)
 
 # Tables the baselines write, created LIKE a row table so the layout is the same.
 RAW_TABLE = "bench_raw"

@@ -38,6 +38,7 @@ class Sizes:
     peer_rows: int  # rows of each run of the peer comparison (ours and the peer, 100 and 10)
     freshness_probes: int  # probes of the flush_async -> MySQL latency, idle and under load
     freshness_load_rows_per_s: int  # rows/s the load process offers meanwhile
+    unique_rounds: int = 100  # timed 100-entity flushes per mode of the unique-claim phase
 
 
 FULL = Sizes(
@@ -56,6 +57,7 @@ FULL = Sizes(
     peer_rows=100_000,
     freshness_probes=400,
     freshness_load_rows_per_s=20_000,
+    unique_rounds=200,
 )
 
 # Under five minutes on the 2-core machine, with the same shape as the full run.
@@ -75,6 +77,7 @@ QUICK = Sizes(
     peer_rows=20_000,
     freshness_probes=100,
     freshness_load_rows_per_s=20_000,
+    unique_rounds=40,
 )
 
 

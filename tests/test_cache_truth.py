@@ -304,6 +304,41 @@ def test_renames_and_deletes_release_their_values_at_once(make_engine):
     assert engine.verify_cache(Counter) == []
 
 
+def test_a_stale_copy_cannot_release_a_unique_value_it_no_longer_holds(make_engine):
+    engine = make_engine(*ALL)
+    ctx = engine.new_context()
+    counter = ctx.new_entity(Counter, name="old")
+    ctx.flush_async()
+    stale = engine.new_context().get_by_id(Counter, counter.id)  # "old"
+    ctx = engine.new_context()
+    ctx.edit(counter).name = "new"
+    ctx.flush_async()
+    ctx = engine.new_context()
+    ctx.edit(stale).name = "newer"  # would release "old" and keep "new" claimed
+    with pytest.raises(ValidationError, match="changed since this copy was read"):
+        ctx.flush_async()
+    ctx = engine.new_context()
+    ctx.delete(stale)
+    with pytest.raises(ValidationError, match="changed since this copy was read"):
+        ctx.flush_async()
+    # with the row not cached the copy cannot be checked; a claim it leaves behind is
+    # recognised as stale (the holder's row has another name) and taken over
+    engine.redis("default").delete(engine.keys.entity(engine.schema(Counter), counter.id))
+    ctx = engine.new_context()
+    ctx.edit(stale).name = "newest"
+    ctx.flush_async()  # "new" stays claimed by the row, which is "newest" now
+    ctx = engine.new_context()
+    other = ctx.new_entity(Counter, name="new")
+    ctx.flush_async()
+    _drain(engine)
+    assert engine.dead_letters.count() == 0
+    assert dict(query(engine, "SELECT id, name FROM counter")) == {
+        counter.id: "newest",
+        other.id: "new",
+    }
+    assert engine.verify_cache(Counter) == []
+
+
 def test_flush_and_flush_async_keep_one_index(make_engine):
     engine = make_engine(*ALL)
     ctx = engine.new_context()

@@ -49,7 +49,7 @@ _SLICE = 1000
 #       pending batches ('n1,n2,...', 0 = none; '' = no limits), #replayed;
 #       per group payload and signature ('' = unsigned); per hash its field
 #       count and field/value pairs; per replayed dead letter its batch id; last, the cache
-#       plan (JSON, '' = none).
+#       plan (flat, its length last: cache_patch.CachePlan.args; '0' = none).
 # Returns per group: the batch id and 1 if this call created the trigger flag; then (key, row)
 # of the rows patched for local caches. Or a refusal from the cache checks: {'!', reason, ...}.
 _SCRIPT = (
@@ -72,10 +72,9 @@ if ARGV[10] ~= '' then
   end
 end
 -- [cache] checks before anything is written (cache_patch.bo_check)
-local cache_plan, cache_ov = nil, nil
-if ARGV[#ARGV] ~= '' then
+local cache_plan, cache_ov = bo_plan(), nil
+if cache_plan then
   local refused
-  cache_plan = cjson.decode(ARGV[#ARGV])
   refused, cache_ov = bo_check(cache_plan)
   if refused then return refused end
 end
@@ -189,12 +188,12 @@ def enqueue_and_wake(
     client = parts.log_redis()
     try:
         if cache_plan is None:
-            results = _run(client, script_keys, [*script_args, b""])
+            results = _run(client, script_keys, [*script_args, 0])
         else:
             results = run_checked(
                 parts.mysql,
                 cache_plan,
-                lambda encoded: _run(client, script_keys, [*script_args, encoded]),
+                lambda plan_args: _run(client, script_keys, [*script_args, *plan_args]),
             )
             cache_plan.patched.update(patched_rows(results[2 * len(batches) :]))
     except redis.RedisError as e:
