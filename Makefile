@@ -38,8 +38,9 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 ## make chaos: a bounded fault run (kills, MariaDB restarts, locks, garbage) checked against an oracle
+##   BACKEND=dramatiq: the same run with Dramatiq workers (worker processes SIGKILLed, Dramatiq queue garbage)
 chaos: $(STAMP)
-	$(BIN)/python -m bench.chaos
+	$(BIN)/python -m bench.chaos $(if $(BACKEND),--backend $(BACKEND))
 
 worker: $(STAMP)
 	$(BIN)/celery -A worker worker -Q beeorm.default,beeorm.catalog,beeorm.orders -c 2 -E --loglevel=info

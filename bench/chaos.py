@@ -81,6 +81,7 @@ class ChaosConfig:
     redis_url: str | None = None  # the broker's; None: BEEORM_TEST_REDIS_URL, or the default
     redis_aof: bool = True  # False: the log's Redis keeps nothing, so a restart loses data
     async_options: dict[str, Any] = field(default_factory=lambda: dict(ASYNC_OPTIONS))
+    backend: str = "celery"  # or "dramatiq": which workers apply the batches
 
 
 FULL = ChaosConfig(
@@ -144,7 +145,8 @@ class ChaosReport:
         poison = sum(len(o.poison) for o in self.oracles)
         garbage = sum(len(v) for v in self.faults.garbage_entries.values())
         lines = [
-            f"fault run, seed {self.config.seed}, {self.seconds:.0f}s",
+            f"fault run, seed {self.config.seed}, {self.config.backend} workers, "
+            f"{self.seconds:.0f}s",
             "",
             "what it did",
             f"  producers          {len(self.oracles) - 1} processes, and the run's own rows",
@@ -222,6 +224,7 @@ class _Run:
             broker_url=shared.rsplit("/", 1)[0] + "/14",
             prefix=f"chaos{uuid.uuid4().hex[:8]}",
             async_options=config.async_options,
+            backend=config.backend,
         )
         self.processes = Processes(self.endpoints.env(), self.dir, config.concurrency)
         self._engine: Engine | None = None
@@ -416,8 +419,15 @@ def main(argv: list[str] | None = None) -> int:
         help="run the log's Redis without persistence: its restarts lose data, and the report "
         "must say so (FAIL, with the log losses)",
     )
+    parser.add_argument(
+        "--backend",
+        choices=("celery", "dramatiq"),
+        default=os.environ.get("BACKEND") or "celery",
+        help="the workers that apply the batches (default celery; $BACKEND, as in "
+        "`make chaos BACKEND=dramatiq`)",
+    )
     args = parser.parse_args(argv)
-    config = SHORT if args.short else FULL
+    config = replace(SHORT if args.short else FULL, backend=args.backend)
     if args.no_aof:
         config = replace(config, redis_aof=False)
     if args.seed is not None:

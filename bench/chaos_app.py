@@ -3,8 +3,10 @@
 The same builders serve the run itself, its producer processes and its workers. A worker reads
 its configuration from the environment the run sets (this module is the worker's edge):
 CHAOS_MYSQL_URL, CHAOS_REDIS_URL, CHAOS_BROKER_URL, CHAOS_PREFIX, CHAOS_ASYNC (JSON keyword
-arguments of ``AsyncFlushSettings``) and CHAOS_RELEASE (which release of the entities, see
-``chaos_models.RELEASES``; 1 unless the rolling deploy has begun).
+arguments of ``AsyncFlushSettings``), CHAOS_RELEASE (which release of the entities, see
+``chaos_models.RELEASES``; 1 unless the rolling deploy has begun) and CHAOS_BACKEND
+(``celery``, or ``dramatiq``: then the workers run ``bench.chaos_dramatiq_app`` and producers
+send through a Dramatiq broker).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class Endpoints:
     prefix: str
     async_options: dict[str, Any]
     release: int = 1
+    backend: str = "celery"
 
     def env(self) -> dict[str, str]:
         return {
@@ -40,6 +43,7 @@ class Endpoints:
             "CHAOS_PREFIX": self.prefix,
             "CHAOS_ASYNC": json.dumps(self.async_options),
             "CHAOS_RELEASE": str(self.release),
+            "CHAOS_BACKEND": self.backend,
         }
 
     @classmethod
@@ -51,12 +55,18 @@ class Endpoints:
             env["CHAOS_PREFIX"],
             json.loads(env.get("CHAOS_ASYNC", "{}")),
             int(env.get("CHAOS_RELEASE", "1")),
+            backend=env.get("CHAOS_BACKEND", "celery"),
         )
 
     @property
     def queue_key_prefix(self) -> str:
         """kombu's ``global_keyprefix``: every broker key of the run starts with it."""
         return f"{self.prefix}:q:"
+
+    @property
+    def dramatiq_namespace(self) -> str:
+        """The Dramatiq RedisBroker's namespace: under the run's prefix, deleted with it."""
+        return f"{self.prefix}:q:dramatiq"
 
 
 def build_engine(endpoints: Endpoints) -> Engine:
@@ -87,13 +97,18 @@ def build_app(endpoints: Endpoints) -> Celery:
     return app
 
 
-def connect(endpoints: Endpoints, sweep: bool) -> tuple[Engine, Celery]:
-    """An engine whose ``flush_async`` publishes through a Celery app, as in production."""
+def connect(endpoints: Endpoints, sweep: bool) -> tuple[Engine, Any]:
+    """An engine whose ``flush_async`` publishes through a Celery app (or, with the Dramatiq
+    backend, a Dramatiq broker), as in production."""
+    if endpoints.backend == "dramatiq":
+        from bench.chaos_dramatiq_app import connect_dramatiq
+
+        return connect_dramatiq(endpoints, sweep)
     engine = build_engine(endpoints)
     app = build_app(endpoints)
     install(app, engine, sweep=sweep)
     return engine, app
 
 
-if "CHAOS_MYSQL_URL" in os.environ:
+if "CHAOS_MYSQL_URL" in os.environ and os.environ.get("CHAOS_BACKEND", "celery") == "celery":
     engine, app = connect(Endpoints.from_env(dict(os.environ)), sweep=True)

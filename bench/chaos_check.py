@@ -44,16 +44,20 @@ if TYPE_CHECKING:
 _DETAILS_PER_KIND = 5
 _COLUMNS = ("producer", "seq", "edits", "name", "amount", "ratio", "note")
 
-# What the worker logs say happened, by pattern.
+# What the worker logs say happened, by pattern (Celery's wording, then Dramatiq's).
 _LOG_PATTERNS = {
-    "task retried": re.compile(r"Retry in \d"),
+    "task retried": re.compile(r"Retry in \d|: retry \d+ in \d"),
     "apply ignored (not a group)": re.compile(r"ignoring beeorm_celery\.apply"),
-    "unregistered task refused": re.compile(r"Received unregistered task"),
+    "unregistered task refused": re.compile(
+        r"Received unregistered task|Received message for undefined actor"
+    ),
     "undecodable message dropped": re.compile(r"Can't decode message body|decode error", re.I),
     "unknown message dropped": re.compile(r"Received and deleted unknown message"),
     "consumer restarted": re.compile(r"Connection to broker lost|Unrecoverable error"),
     "pool process SIGKILLed": re.compile(r"exited with 'signal 9"),
-    "queue garbage set aside": re.compile(r"dropped an undeliverable item"),
+    "queue garbage set aside": re.compile(
+        r"dropped an undeliverable item|held an item that is not a message"
+    ),
     "batch dead-lettered": re.compile(r"dead-lettered"),
     "batch waited for a deploy": re.compile(r"schema ahead"),
 }

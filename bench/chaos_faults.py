@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,7 @@ import pymysql
 import redis
 
 from beeorm_celery.asyncflush.position import APPLIED_TABLE
-from bench.chaos_garbage import log_garbage, queue_garbage
+from bench.chaos_garbage import dramatiq_queue_garbage, log_garbage, queue_garbage
 from bench.chaos_models import BALLAST_TABLE, GROUP_OF_TABLE, GROUPS
 
 if TYPE_CHECKING:
@@ -124,6 +125,8 @@ class Faults:
         worker = self.rng.choice(workers)
         pid = worker.kill_one_child(self.rng)
         self.log.note("kill_child", f"SIGKILL pool process {pid} of {worker.name}")
+        if worker.killed:  # Dramatiq: the worker goes down with its process; replace it
+            self.processes.start_worker(wait=False)
 
     def kill_worker(self) -> None:
         workers = self.processes.live_workers()
@@ -314,10 +317,24 @@ class Faults:
 
     def garbage_queue(self) -> None:
         group = self.rng.choice(GROUPS)
+        if self.endpoints.backend == "dramatiq":
+            self._dramatiq_garbage(group)
+            return
         key = f"{self.endpoints.queue_key_prefix}beeorm.{group}"
         messages = queue_garbage(group, self.rng)
         for _, raw in messages:
             self.broker_redis.lpush(key, raw)
+        self.log.note("garbage_queue", f"{len(messages)} messages into {key}")
+
+    def _dramatiq_garbage(self, group: str) -> None:
+        """A Dramatiq Redis queue is a list of message ids and a hash of their bodies."""
+        key = f"{self.endpoints.dramatiq_namespace}:beeorm.{group}"
+        messages = dramatiq_queue_garbage(group, self.rng)
+        for n, (_, raw) in enumerate(messages):
+            message_id = f"chaos-garbage-{uuid.uuid4().hex[:8]}-{n}"
+            if raw is not None:  # None: an id with no body behind it
+                self.broker_redis.hset(f"{key}.msgs", message_id, raw)
+            self.broker_redis.rpush(key, message_id)
         self.log.note("garbage_queue", f"{len(messages)} messages into {key}")
 
     def garbage_log(self) -> None:

@@ -94,6 +94,40 @@ def queue_garbage(group: str, rng: random.Random) -> list[tuple[str, bytes]]:
     ]
 
 
+def dramatiq_queue_garbage(group: str, rng: random.Random) -> list[tuple[str, bytes | None]]:
+    """(what, raw message body) pairs for a Dramatiq Redis queue of ``group``; None: a message
+    id with no body."""
+    from beeorm_celery.dramatiq import ACTOR_NAME
+
+    queue = f"beeorm.{group}"
+
+    def message(actor: str, args: Any, kwargs: Any, **changes: Any) -> bytes:
+        fields = {
+            "queue_name": queue,
+            "actor_name": actor,
+            "args": args,
+            "kwargs": kwargs,
+            "options": {},
+            "message_id": str(uuid.uuid4()),
+            "message_timestamp": 0,
+            **changes,
+        }
+        return json.dumps(fields).encode()
+
+    return [
+        ("an id with no message", None),
+        ("random bytes", rng.randbytes(64)),
+        ("truncated JSON", b'{"queue_name": "beeo'),
+        ("a JSON list", b"[1, 2, 3]"),
+        ("an empty object", b"{}"),
+        ("an unknown actor", message("chaos.no_such_actor", [1, 2], {})),
+        ("an unknown group", message(ACTOR_NAME, ["no-such-group", "1-0"], {})),
+        ("arguments of the wrong types", message(ACTOR_NAME, [[1, 2], {"x": 1}], {"evil": True})),
+        ("too many arguments", message(ACTOR_NAME, [group, "0-0", "extra", 4], {})),
+        ("args that are not a list", message(ACTOR_NAME, 7, {})),
+    ]
+
+
 @dataclass(frozen=True)
 class LogGarbage:
     what: str

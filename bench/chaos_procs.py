@@ -1,4 +1,5 @@
-"""The processes of a fault run: Celery workers (to be killed) and producers (to be waited for).
+"""The processes of a fault run: Celery or Dramatiq workers (to be killed) and producers (to be
+waited for).
 
 Every process started here is remembered, so ``close()`` in a ``finally`` stops each one by its
 own pid, pool processes included.
@@ -32,6 +33,8 @@ class WorkerProcess:
     log_path: Path
     name: str
     killed: bool = False  # by the run, on purpose
+    backend: str = "celery"
+    processes: int = 1  # Dramatiq: worker processes, each says it is ready
 
     @property
     def pid(self) -> int:
@@ -47,6 +50,8 @@ class WorkerProcess:
             return ""
 
     def ready(self) -> bool:
+        if self.backend == "dramatiq":
+            return self.log().count("Worker process is ready for action.") >= self.processes
         return " ready." in self.log()
 
     def pool_children(self) -> list[psutil.Process]:
@@ -85,13 +90,17 @@ class WorkerProcess:
         self.process.wait(timeout=_STOP_TIMEOUT_S)
 
     def kill_one_child(self, rng: random.Random) -> int | None:
-        """SIGKILL one pool process; the main process forks a new one. Returns its pid."""
+        """SIGKILL one pool process; Celery's main process forks a new one, Dramatiq's shuts
+        the others down and exits (so the run counts that exit as its own doing). Returns the
+        pid."""
         children = self.pool_children()
         if not children:
             return None
         child = rng.choice(children)
         with contextlib.suppress(psutil.NoSuchProcess):
             child.kill()
+        if self.backend == "dramatiq":
+            self.killed = True
         return int(child.pid)
 
     def stop(self) -> None:
@@ -124,9 +133,15 @@ class Processes:
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
         return env
 
+    @property
+    def backend(self) -> str:
+        return self.env.get("CHAOS_BACKEND", "celery")
+
     def start_worker(self, wait: bool = True) -> WorkerProcess:
         name = f"w{len(self.workers) + 1}-{uuid.uuid4().hex[:4]}"
         log_path = self.run_dir / f"{name}.log"
+        if self.backend == "dramatiq":
+            return self._start(self._dramatiq_command(), log_path, name, wait)
         command = [
             sys.executable, "-m", "celery", "-A", "bench.chaos_app", "worker",
             "-Q", ",".join(f"beeorm.{g}" for g in GROUPS),
@@ -134,11 +149,25 @@ class Processes:
             "--pool", "prefork", "--loglevel", "INFO",
             "--without-mingle", "--without-gossip", "--without-heartbeat",
         ]  # fmt: skip
+        return self._start(command, log_path, name, wait)
+
+    def _dramatiq_command(self) -> list[str]:
+        # `concurrency` processes of two threads each: the processes are what the run kills
+        return [
+            sys.executable, "-m", "dramatiq", "bench.chaos_dramatiq_app",
+            "--processes", str(self.concurrency), "--threads", "2",
+            "--worker-shutdown-timeout", "15000",
+            "--queues", *(f"beeorm.{g}" for g in GROUPS),
+        ]  # fmt: skip
+
+    def _start(self, command: list[str], log_path: Path, name: str, wait: bool) -> WorkerProcess:
         with open(log_path, "wb") as log_file:  # the child keeps its own descriptor
             process = subprocess.Popen(
                 command, cwd=REPO, env=self._env(), stdout=log_file, stderr=subprocess.STDOUT
             )
-        worker = WorkerProcess(process, log_path, name)
+        worker = WorkerProcess(process, log_path, name, backend=self.backend)
+        if self.backend == "dramatiq":
+            worker.processes = self.concurrency
         self.workers.append(worker)
         if wait:
             worker.wait_ready()

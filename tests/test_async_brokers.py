@@ -151,3 +151,64 @@ def _head_failed(engine):
 
     failure = GroupLog(engine.async_parts, "counters").failure()
     return failure is not None and failure.error_code == 1205
+
+
+def test_the_example_dramatiq_app_runs_as_the_docs_say(
+    mysql_url, redis_url, broker_url, key_prefix, tmp_path
+):
+    """``dramatiq worker_dramatiq --processes 2 --threads 4 --queues ...`` from the repository
+    root, with a producer that installs the adapter the same way."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from beeorm_celery import Registry
+    from beeorm_celery.dramatiq import broker_from_url, install
+    from shop.models import ENTITIES, Category, Order
+    from tests.support.workers import WorkerProcess
+
+    repo = Path(__file__).resolve().parents[1]
+    namespace = f"{key_prefix}-dq"
+    registry = Registry(key_prefix=key_prefix)
+    registry.register_mysql(mysql_url)
+    registry.register_redis(redis_url)
+    registry.register_entity(*ENTITIES)
+    engine = registry.validate()
+    engine.update_schema()
+    broker = broker_from_url(broker_url, namespace=namespace)
+    install(broker, engine, sweep=False)
+    env = {
+        **os.environ,
+        "BEEORM_MYSQL_URL": mysql_url,
+        "BEEORM_REDIS_URL": redis_url,
+        "BEEORM_KEY_PREFIX": key_prefix,
+        "BEEORM_DRAMATIQ_BROKER_URL": broker_url,
+        "BEEORM_DRAMATIQ_NAMESPACE": namespace,
+    }
+    command = "--processes 2 --threads 4 --queues beeorm.default beeorm.catalog beeorm.orders"
+    log_path = tmp_path / "worker_dramatiq.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dramatiq", "worker_dramatiq", *command.split()],
+            cwd=repo,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    worker = WorkerProcess(process, log_path, "example", "ready for action.", 2)
+    try:
+        worker.wait_ready()
+        ctx = engine.new_context()
+        category = ctx.new_entity(Category, name="Example")
+        order = ctx.new_entity(Order, customer="Ada")
+        ctx.flush_async()
+        wait_until(lambda: _drained(engine, "catalog", "orders"), timeout_s=20)
+        assert scalar(engine, "SELECT name FROM category WHERE id = %s", (category.id,)) == (
+            "Example"
+        )
+        assert scalar(engine, "SELECT COUNT(*) FROM `order` WHERE id = %s", (order.id,)) == 1
+        assert "consumes no async flush queue" not in worker.log()
+    finally:
+        worker.stop()
+        broker.close()
+        engine.close()
