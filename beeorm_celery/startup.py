@@ -95,8 +95,8 @@ def _queue_problems(engine: Engine, consumed: Collection[str], prefix: str) -> l
     return [
         StartupProblem(
             f"this worker consumes no async flush queue (it consumes: {listening}), so it will "
-            f"apply no batch while the backlog grows; start it with -Q {wanted} (or give those "
-            "queues to other workers)"
+            f"apply no batch while the backlog grows; start it with -Q {wanted} (Dramatiq: "
+            f"--queues {wanted.replace(',', ' ')}), or give those queues to other workers"
         )
     ]
 

@@ -89,13 +89,13 @@ def test_a_redis_that_does_not_answer_is_a_warning_naming_the_pool(
     assert "does not answer" in problem.message
 
 
-# --- real worker processes (tests/support/workers.py)
+# --- real worker processes (tests/support/workers.py); `harness`: Celery, then Dramatiq
 
 
 def test_a_worker_consuming_only_the_celery_queue_warns_and_names_the_queues(
-    celery_harness: Callable[..., Any],
+    harness: Callable[..., Any],
 ) -> None:
-    h = celery_harness()
+    h = harness()
 
     worker = h.start_worker(concurrency=1, queue_names="celery")
 
@@ -103,12 +103,13 @@ def test_a_worker_consuming_only_the_celery_queue_warns_and_names_the_queues(
     assert "WARNING" in log
     assert "consumes no async flush queue (it consumes: celery)" in log
     assert "-Q beeorm.catalog,beeorm.counters,beeorm.notes" in log
+    assert "--queues beeorm.catalog beeorm.counters beeorm.notes" in log
 
 
 def test_a_worker_on_its_queues_with_everything_in_place_says_nothing(
-    celery_harness: Callable[..., Any],
+    harness: Callable[..., Any],
 ) -> None:
-    h = celery_harness()
+    h = harness()
 
     worker = h.start_worker(concurrency=1)
 
@@ -116,9 +117,9 @@ def test_a_worker_on_its_queues_with_everything_in_place_says_nothing(
 
 
 def test_a_worker_whose_database_does_not_exist_refuses_to_start_saying_the_fix(
-    celery_harness: Callable[..., Any], mysql_url: str
+    harness: Callable[..., Any], mysql_url: str
 ) -> None:
-    h = celery_harness()
+    h = harness()
     missing = with_database(mysql_url, "bt_no_such_database_here")
 
     worker = h.start_worker(concurrency=1, wait=False, env={"BEEORM_TEST_DB_URL": missing})

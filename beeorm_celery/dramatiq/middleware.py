@@ -12,8 +12,10 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import dramatiq
+from dramatiq.middleware import MiddlewareError
 
 from beeorm_celery.dramatiq.actor import queue_for
+from beeorm_celery.errors import ConfigError
 
 if TYPE_CHECKING:
     from beeorm_celery.asyncflush.worker import GroupWorker, PeriodicSweep
@@ -40,6 +42,12 @@ class ServedGroups:
         return list(self._served)
 
 
+class WorkerRefused(MiddlewareError):
+    """Raised from the boot hook so Dramatiq lets it through (it logs and swallows any other
+    exception of a middleware) and the worker process exits; the ``ConfigError`` it comes from
+    is its cause, and was logged with its fix."""
+
+
 class AsyncFlushLifecycle(dramatiq.Middleware):
     """Before the worker consumes anything: the start-up checks (``startup.py``; a fatal one
     raises ``ConfigError`` and the worker process exits). Once it consumes: a sweep of every
@@ -64,10 +72,15 @@ class AsyncFlushLifecycle(dramatiq.Middleware):
     def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         from beeorm_celery.startup import check_at_worker_start
 
-        # --queues given: only those; none given: every queue declared on the broker
-        consumed = set(worker.queues) if worker.queues else broker.get_declared_queues()
+        # --queues given: only those (Dramatiq keeps them as the worker's consumer whitelist);
+        # none given: every queue declared on the broker
+        whitelist = getattr(worker, "consumer_whitelist", None)
+        consumed = set(whitelist) if whitelist else broker.get_declared_queues()
         self.served.consuming(consumed)
-        check_at_worker_start(self.engine, consumed, self.queue_prefix)
+        try:
+            check_at_worker_start(self.engine, consumed, self.queue_prefix)
+        except ConfigError as e:
+            raise WorkerRefused(str(e)) from e
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         if self.sweep and self._sweeping is None:
