@@ -50,6 +50,7 @@ PHASES = (
     "freshness",
     "scaling",
     "memory",
+    "dramatiq",  # last: Celery's drain of the same backlog (memory) is shown next to it
 )
 
 
@@ -183,6 +184,14 @@ class Run:
         # the larger backlog is the longer, steadier drain
         self.results["drain_rows_per_s"] = drains[-1]["drain_rows_per_s"]
         self.results["drain_worker_cpu_us_per_row"] = drains[-1]["worker_cpu_us_per_row"]
+
+    def run_dramatiq(self) -> None:
+        from bench import dramatiq_bench  # the optional extra: imported only for this phase
+
+        self.details["dramatiq"] = found = dramatiq_bench.measure(
+            self.harness, self.sizes, self.details
+        )
+        self.results.update(found["results"])
 
     def _throughput(self, workers: int, groups: int) -> dict[str, Any]:
         return throughput.measure(

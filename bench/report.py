@@ -45,6 +45,13 @@ TARGETS = (
            "worker peak RSS flat as the backlog grows (at most +20% for 4x the rows)"),
     Target("drain/raw", "drain_rows_per_s", "raw_executemany_rows_per_s", None, False,
            "information: workers alone draining a queued backlog, against raw executemany"),
+    Target("dramatiq/celery applied", "dramatiq_applied_rows_per_s", "applied_rows_per_s", None,
+           False, "information: applied rows/s with Dramatiq workers, against Celery's"),
+    Target("dramatiq/celery drain", "dramatiq_drain_rows_per_s",
+           "celery_drain_small_rows_per_s", None, False,
+           "information: the smaller backlog drained by Dramatiq workers, against Celery's"),
+    Target("dramatiq applied/naive", "dramatiq_applied_rows_per_s", "naive_dramatiq_rows_per_s",
+           None, False, "information: applied rows/s against one Dramatiq message per row"),
 )  # fmt: skip
 
 
@@ -105,6 +112,12 @@ _FIGURES: tuple[tuple[str, tuple[tuple[str, tuple[str, ...], str], ...]], ...] =
          ("peer_worker_cpu_us_per_row", "peer_10_worker_cpu_us_per_row"), "us"),
         ("workers draining a queued backlog", ("drain_rows_per_s",), "rows/s"),
         ("  CPU per row: workers", ("drain_worker_cpu_us_per_row",), "us"),
+        ("Dramatiq: applied, as above", ("dramatiq_applied_rows_per_s",), "rows/s"),
+        ("  CPU per row: workers", ("dramatiq_applied_worker_cpu_us_per_row",), "us"),
+        ("Dramatiq / Celery: smaller backlog drained",
+         ("dramatiq_drain_rows_per_s", "celery_drain_small_rows_per_s"), "rows/s"),
+        ("naive: one Dramatiq message per row", ("naive_dramatiq_rows_per_s",), "rows/s"),
+        ("  CPU per row: workers", ("naive_dramatiq_worker_cpu_us_per_row",), "us"),
     )),
     ("flush_async() returned -> row in MySQL (1 entity)", (
         ("worker idle: p50 / p99", ("to_mysql_idle_p50_ms", "to_mysql_idle_p99_ms"), "ms"),

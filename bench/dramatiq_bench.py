@@ -1,0 +1,182 @@
+"""The Dramatiq row: applied throughput, drain rate and the naive baseline with Dramatiq workers.
+
+Measured in the same run as Celery's, by the same code (``throughput.measure``,
+``memory.measure``): for the length of the phase the run's engine wakes groups through a
+Dramatiq RedisBroker, and the harness starts ``dramatiq bench.dramatiq_worker_app`` workers
+instead of ``celery worker``. Celery's ``-c N`` (N processes) becomes ``--processes N
+--threads 1``: the same number of messages in progress at once. The naive baseline sends one
+actor message per row, as the Celery one sends one task per row.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+from dramatiq import Message
+
+from beeorm_celery.dramatiq import broker_from_url, install
+from bench import memory, models, throughput
+from bench.baselines import _FIRST_ID
+from bench.celery_app import NAIVE_QUEUE, NAIVE_TASK
+from bench.dramatiq_worker_app import namespace
+from bench.harness import BenchError, CountingWaker, Harness, frozen_heap, wait_until
+from bench.settings import Sizes
+from bench.stats import per_s
+from bench.workers import REPO, Worker
+
+
+@dataclass
+class DramatiqLauncher:
+    """``WorkerLauncher``'s interface, starting ``dramatiq`` workers."""
+
+    env: dict[str, str]
+    scratch: Path
+    started: list[Worker] = field(default_factory=list)
+
+    def start(
+        self,
+        queues: list[str],
+        concurrency: int,
+        *,
+        prefetch: int | None = None,
+        label: str = "worker",
+        wait: bool = True,
+    ) -> Worker:
+        import subprocess
+
+        name = f"dramatiq-{label}-{uuid.uuid4().hex[:6]}"
+        log_path = self.scratch / f"{name}.log"
+        ready_path = self.scratch / f"{name}.ready"
+        command = [
+            sys.executable, "-m", "dramatiq", "bench.dramatiq_worker_app",
+            "--processes", str(concurrency), "--threads", "1", "--queues", *queues,
+        ]  # fmt: skip
+        # prefetch: Dramatiq's default (twice the threads) for the apply and the naive actor
+        env = dict(self.env, BENCH_READY_FILE=str(ready_path), BENCH_DRAMATIQ_WORKER="1")
+        with open(log_path, "wb") as log_file:
+            process = subprocess.Popen(
+                command, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT
+            )
+        worker = Worker(process, log_path, ready_path, None)
+        self.started.append(worker)
+        if wait:
+            worker.wait_ready()
+        return worker
+
+    def stop_all(self) -> None:
+        for worker in self.started:
+            if worker.process.poll() is None:
+                worker.stop()
+        self.started.clear()
+
+
+@contextmanager
+def dramatiq_backend(harness: Harness) -> Iterator[dramatiq.Broker]:
+    """For the length of the block: flushes wake through Dramatiq, workers are Dramatiq's."""
+    engine = harness.require_engine()
+    wakers = engine.async_parts.wakers
+    celery_publisher, celery_launcher = harness.publisher, harness.launcher
+    broker = broker_from_url(
+        harness.settings.broker_url, namespace=namespace(harness.settings.prefix)
+    )
+    launcher = DramatiqLauncher(celery_launcher.env, harness.scratch)
+    wakers.detach(celery_publisher)
+    try:
+        install(broker, engine, sweep=False)
+        dramatiq_waker = wakers.waker
+        assert dramatiq_waker is not None
+        wakers.detach(dramatiq_waker)
+        harness.publisher = CountingWaker(dramatiq_waker)
+        wakers.attach(harness.publisher)
+        harness.launcher = launcher  # type: ignore[assignment]
+        yield broker
+    finally:
+        launcher.stop_all()
+        harness.launcher = celery_launcher
+        if wakers.waker is not None:
+            wakers.detach(wakers.waker)
+        harness.publisher = celery_publisher
+        wakers.attach(celery_publisher)
+        broker.close()
+
+
+def measure(harness: Harness, sizes: Sizes, details: dict[str, Any]) -> dict[str, Any]:
+    """Applied throughput (as the ``applied`` phase), the drain of the smaller ``memory``
+    backlog (the larger one would add minutes), and the naive baseline. ``details``: what
+    the run measured so far; Celery's drain of the same backlog is copied next to ours."""
+    celery_drains = details.get("memory") or []
+    with dramatiq_backend(harness) as broker:
+        applied = throughput.measure(
+            harness,
+            workers=sizes.workers,
+            groups=sizes.groups,
+            rows=sizes.applied_rows,
+            flush_size=sizes.flush_size,
+        ).as_dict()
+        drain = memory.measure(harness, sizes.memory_backlogs[0]).as_dict()
+        naive = naive_dramatiq(harness, broker, sizes.naive_rows)
+    return {
+        "applied": applied,
+        "drain": drain,
+        "naive": naive,
+        "results": {
+            "dramatiq_applied_rows_per_s": applied["rows_per_s"],
+            "dramatiq_applied_worker_cpu_us_per_row": applied["worker_cpu_us_per_row"],
+            "dramatiq_drain_rows_per_s": drain["drain_rows_per_s"],
+            "celery_drain_small_rows_per_s": celery_drains[0]["drain_rows_per_s"]
+            if celery_drains
+            else None,
+            "dramatiq_drain_worker_cpu_us_per_row": drain["worker_cpu_us_per_row"],
+            "naive_dramatiq_rows_per_s": naive["rows_per_s"],
+            "naive_dramatiq_worker_cpu_us_per_row": naive["worker_cpu_us_per_row"],
+        },
+    }
+
+
+def naive_dramatiq(
+    harness: Harness, broker: dramatiq.Broker, rows: int, concurrency: int = 2
+) -> dict[str, Any]:
+    """One actor message per row, one autocommit INSERT each: ``naive_celery``'s twin."""
+    with harness.db().cursor() as cursor:
+        cursor.execute(f"TRUNCATE TABLE `{models.NAIVE_TABLE}`")
+    harness.refresh_lock()
+    worker = harness.launcher.start([NAIVE_QUEUE], concurrency, label="naive")
+    args = [
+        [str(v) if not isinstance(v, int | str) else v for v in models.sql_row(_FIRST_ID + i, i)]
+        for i in range(rows)
+    ]
+    try:
+        with frozen_heap():
+            worker_cpu = worker.cpu_seconds()
+            start = time.perf_counter()
+            for row in args:
+                broker.enqueue(Message(NAIVE_QUEUE, NAIVE_TASK, (row,), {}, {}))
+            published = time.perf_counter()
+            wait_until(
+                lambda: harness.count(models.NAIVE_TABLE) >= rows,
+                timeout_s=60 + rows / 50,
+                interval_s=0.02,
+                what=f"{rows} naive rows through Dramatiq",
+            )
+            elapsed = time.perf_counter() - start
+            worker_cpu = worker.cpu_seconds() - worker_cpu
+    except BenchError as e:
+        raise BenchError(f"{e}\nworker log:\n{worker.log_tail()}") from None
+    finally:
+        worker.stop()
+    return {
+        "rows": rows,
+        "workers": concurrency,
+        "elapsed_s": elapsed,
+        "publish_s": published - start,
+        "rows_per_s": per_s(rows, elapsed),
+        "worker_cpu_us_per_row": worker_cpu * 1e6 / rows,
+    }
