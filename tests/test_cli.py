@@ -426,10 +426,12 @@ def test_a_signature_dead_letter_replays_once_the_worker_holds_the_secret(
     [dead] = wrong.dead_letters.list()
     assert not dead.malformed and dead.cause == "signature"
 
+    shown = run(wrong, "dead", "show", dead.id)
     refused = run(wrong, "dead", "retry", dead.id)
     replayed = run(fixed, "dead", "retry", dead.id)
     consume_async_flush_events(fixed)
 
+    assert "give the workers the secret that signed it" in shown.stdout
     assert refused.exit_code == 1 and "signing_secret" in refused.stderr
     assert replayed.exit_code == 0, replayed.output
     rows = fixed.mysql["default"].read_all("SELECT text FROM note WHERE id = %s", (note.id,))

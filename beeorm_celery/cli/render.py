@@ -103,9 +103,19 @@ def dead_json(dead: DeadLetter) -> dict[str, Any]:
         "failing_statement": dead.failing_statement,
         "sql": list(dead.sql),
         "malformed": dead.malformed,
+        "cause": dead.cause,
         "replay_of": dead.replay_of,
         "history": [_event_json(e) for e in events(dead)],
     }
+
+
+# What an operator fixes before replaying a dead letter, by DeadLetter.cause.
+_CAUSES = {
+    "schema_lag": "schema lag: upgrade workers / run update_schema, then retry",
+    "signature": "signature: give the workers the secret that signed it, then retry",
+    "decode": "a value or column this worker refused: fix the entity, then retry",
+    "packet": "too large: raise max_allowed_packet, then retry",
+}
 
 
 def _event_json(event: DeadLetterEvent) -> dict[str, Any]:
@@ -194,6 +204,7 @@ def dead_detail(dead: DeadLetter) -> RenderableType:
         ("failed at", when(dead.failed_at)),
         ("first failed at", when(dead.first_failed_at)),
         ("malformed", "yes (cannot be retried, only removed)" if dead.malformed else "no"),
+        ("cause", _CAUSES.get(dead.cause or "", dead.cause or "-")),
         ("replay of", dead.replay_of or "-"),
     ]
     for name, value in rows:
