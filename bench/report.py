@@ -90,6 +90,11 @@ _FIGURES: tuple[tuple[str, tuple[tuple[str, tuple[str, ...], str], ...]], ...] =
         ("flush_async(), 10 entities: p50 / p99",
          ("flush_async_p50_us", "flush_async_p99_us"), "us"),
         ("Redis PING round trip: p50 / p99", ("redis_rtt_us", "redis_rtt_p99_us"), "us"),
+        ("flush_async(), 100 new, unique column, cold: p50 / p99",
+         ("unique_cold_p50_us", "unique_cold_p99_us"), "us"),
+        ("  ... warm (the cache knows the values): p50 / p99",
+         ("unique_warm_p50_us", "unique_warm_p99_us"), "us"),
+        ("  ... no unique column: p50 / p99", ("unique_plain_p50_us", "unique_plain_p99_us"), "us"),
     )),
     ("applied throughput", (
         ("applied: first flush_async -> last row in MySQL", ("applied_rows_per_s",), "rows/s"),
