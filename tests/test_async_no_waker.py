@@ -75,10 +75,11 @@ def test_a_failed_wake_up_leaves_the_group_to_the_sweep_for_flush_and_replay(mak
     engine = make_engine(*ALL)
     waker = _BrokerDown()
     engine.async_parts.wakers.attach(waker)
-    execute(engine, "INSERT INTO category (id, name) VALUES (9000, 'Taken')")
     ctx = engine.new_context()
-    ctx.new_entity(Category, name="Taken")  # refused by MySQL: a dead letter
+    ctx.new_entity(Category, name="Taken")
     ctx.flush_async()  # the wake-up fails; the flush does not
+    # behind the ORM's back, after flush_async() claimed the name: MySQL refuses the batch
+    execute(engine, "INSERT INTO category (id, name) VALUES (9000, 'Taken')")
     assert waker.attempts == 1
     assert engine.async_stats()["catalog"].wake == WAKE_SWEEP  # not "on its way": nobody is
     consume_async_flush_events(engine)
