@@ -128,35 +128,43 @@ class Rotation:
         settings = self.settings
         adopt_after_ms = settings.adopt_after_s * 1000
         coalesce_ms = settings.coalesce_s * 1000
-        linger_ms = settings.linger_s * 1000
         while True:
             groups = self._candidates(first, held)
             heads = self._heads.oldest_ms(groups)
             now_ms = time.time() * 1000
             waiting = [(h, g) for g, h in zip(groups, heads, strict=True) if h is not None]
-            # A group caught up at its last visit is visited again once its oldest batch is
-            # this old: with n groups pending, n times the coalescing window (at most the
-            # linger), so each transaction still carries many batches, not one.
-            gather_ms = min(coalesce_ms * max(1, len(waiting)), max(linger_ms, coalesce_ms))
+            # A group caught up at its last visit is due again once its oldest batch is this
+            # old (the coalescing window). When one is due, every held group with a batch goes
+            # along in the same joint transaction: a transaction then carries what all the
+            # groups gathered, however many there are, as one group's would.
+            gather_ms = coalesce_ms
             due: list[tuple[int, str]] = []
+            along: list[tuple[int, str]] = []  # held, not due yet: goes along with the due
             adopted: list[str] = []
             wait_ms: float | None = None  # how soon a group not due yet will be
             clock_ms = time.monotonic() * 1000
             for head, group in waiting:
                 age_ms = now_ms - head
+                if self._busy_until.get(group, 0.0) > clock_ms:
+                    continue  # another process was applying it a moment ago
                 if group in held:
                     needed = gather_ms if group in self._caught_up else 0.0
                 else:
                     needed = adopt_after_ms  # just queued: its message, or another process
-                busy_for = self._busy_until.get(group, 0.0) - clock_ms
-                if busy_for > 0:  # another process was applying it a moment ago
-                    needed = max(needed, age_ms + busy_for)
                 if age_ms < needed:
                     wait_ms = needed - age_ms if wait_ms is None else min(wait_ms, needed - age_ms)
+                    if group in held:
+                        along.append((head, group))
                     continue
                 if group not in held:
                     adopted.append(group)
                 due.append((head, group))
+            if due:
+                due += along
+            elif wait_ms is None and any(
+                self._busy_until.get(g, 0.0) > clock_ms for _, g in waiting
+            ):
+                wait_ms = gather_ms  # only groups another process holds: look again shortly
             self._adopt(adopted, held)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
