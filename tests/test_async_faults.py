@@ -221,13 +221,13 @@ def test_unsigned_batches_are_refused_when_signing_is_on(celery_harness):
     assert any("wrong signature" in e for e in errors)
 
 
-def test_a_lost_message_is_swept_up_when_a_worker_starts(celery_harness):
-    h = celery_harness()
+def test_a_lost_message_is_swept_up_when_a_worker_starts(harness):
+    h = harness()
     ctx = h.engine.new_context()
     counter = ctx.new_entity(Counter, name="lost", value=3)
     ctx.flush_async()
     broker = redis.Redis.from_url(h.broker_url)
-    assert broker.delete(_queue_key(h, "counters")) == 1  # the task message is gone
+    assert broker.delete(h.queue_key("counters")) == 1  # the task message is gone
     h.start_worker(concurrency=1)
     wait_until(
         lambda: scalar(h.engine, "SELECT value FROM counter WHERE id = %s", (counter.id,)) == 3,
@@ -236,8 +236,8 @@ def test_a_lost_message_is_swept_up_when_a_worker_starts(celery_harness):
     )
 
 
-def test_a_stale_trigger_flag_heals_through_the_periodic_sweep(celery_harness):
-    h = celery_harness(trigger_ttl_s=2, sweep_interval_s=1, sweep_min_age_s=0.5)
+def test_a_stale_trigger_flag_heals_through_the_periodic_sweep(harness):
+    h = harness(trigger_ttl_s=2, sweep_interval_s=1, sweep_min_age_s=0.5)
     h.start_worker(concurrency=1)
     log = GroupLog(h.engine.async_parts, "counters")
     log.hold_trigger(2)  # as if a worker died holding the group: flushes publish nothing
@@ -252,9 +252,9 @@ def test_a_stale_trigger_flag_heals_through_the_periodic_sweep(celery_harness):
     )
 
 
-def test_a_redelivered_batch_is_recognised_and_skipped(celery_harness):
+def test_a_redelivered_batch_is_recognised_and_skipped(harness):
     """After COMMIT, a worker dies before trimming the log: the applied entries come back."""
-    h = celery_harness()
+    h = harness()
     ctx = h.engine.new_context()
     counter = ctx.new_entity(Counter, name="once", value=0)
     ctx.flush_async()
@@ -272,7 +272,7 @@ def test_a_redelivered_batch_is_recognised_and_skipped(celery_harness):
     log.client.delete(log.log_key)
     for entry_id, fields in entries[1:3]:
         log.client.xadd(log.log_key, fields, id=entry_id)
-    h.task.apply_async(args=("counters", "redelivery"), queue="beeorm.counters")
+    h.wake("counters", "redelivery")
     wait_until(lambda: _drained(h.engine, "counters"), timeout_s=30)
     assert scalar(h.engine, "SELECT value FROM counter WHERE id = %s", (counter.id,)) == 3
     assert h.engine.async_stats()["counters"].applied == applied
