@@ -29,21 +29,25 @@ def permanent_failure(run: DemoRun) -> None:
     engine, mysql, say = run.eng, run.mysql, run.say
     run.section("6 · A permanent failure, its dead letter, the fix and the replay")
 
+    # Not committed yet while this process flushes: flush_async() asks MySQL who holds the
+    # name (a row MySQL already had would be refused there, with DuplicateKeyError), and MySQL
+    # shows nothing uncommitted. Only the worker's INSERT meets the row, once it is committed.
+    mysql.execute("BEGIN")
     mysql.execute(
         "INSERT INTO `category` (`id`, `name`) VALUES (%s, %s)", LEGACY_CATEGORY_ID, CONFLICT_NAME
     )
     run.expected["category"] += 1
     say(
         f"another system writes category '{CONFLICT_NAME}' (id {LEGACY_CATEGORY_ID}) straight "
-        "into MySQL, past the ORM and its caches"
+        "into MySQL, past the ORM and its caches, in a transaction not yet committed"
     )
 
     ctx = engine.new_context()
     gift = ctx.new_entity(Category, name=CONFLICT_NAME)
     ctx.flush_async()
     say(
-        f"flush_async()  new Category {gift.id} '{CONFLICT_NAME}': valid, cached, queued; "
-        "nothing here can know MySQL will refuse it"
+        f"flush_async()  new Category {gift.id} '{CONFLICT_NAME}': valid, and no committed row "
+        "holds the name: cached, queued"
     )
     product = ctx.new_entity(
         Product, name="Gift card 25 EUR", sku="GIFT-25", category=run.categories[0]
@@ -51,6 +55,8 @@ def permanent_failure(run: DemoRun) -> None:
     ctx.flush_async()
     run.expected["product"] += 1
     say(f"flush_async()  Product {product.id} 'Gift card 25 EUR': the next batch of group catalog")
+    mysql.execute("COMMIT")
+    say("the other system commits: only MySQL can refuse the queued category now")
 
     dead = run.until(
         lambda: engine.dead_letters.list("catalog"),
