@@ -96,8 +96,9 @@ end
 -- CachePlan.args), read in place: building Lua tables from it, or cjson, would cost more than
 -- the rest of the script. bo_plan() returns where each part starts.
 --
--- Inserts come first, flat: ni (entity key, row) pairs, then nm runs of their pending
--- markers: pending hash, group number, count, the ids.
+-- The plan's first argument is its header, 'ne,nc,nh,ns,nx,nhs,force,ttl,missing ttl,pending
+-- ttl,ni'. Inserts come next, in ni runs (one per table and group): the entity-key prefix, the
+-- pending hash, the group number (0: no markers), 'id,id,...', then one row per id.
 -- An update or delete at position a: kind, entity key, pending hash, group number, id, then
 --   'd': n, n (column, JSON) pairs expected | 'u': width, local (1/0), whole row,
 --   n, n (column, JSON) patches, m, m (column, JSON) pairs expected.
@@ -118,15 +119,20 @@ local function bo_plan()
   local n = tonumber(ARGV[#ARGV])
   if n == 0 then return nil end
   local a = #ARGV - n
-  local p = {ne = tonumber(ARGV[a]), nc = tonumber(ARGV[a + 1]), nx = tonumber(ARGV[a + 4]),
-    nhs = tonumber(ARGV[a + 5]), f = ARGV[a + 6] == '1', t = ARGV[a + 7], m = ARGV[a + 8],
-    p = ARGV[a + 9], ni = tonumber(ARGV[a + 10]), nm = tonumber(ARGV[a + 11]), h = {}, s = {}}
-  local nh, ns = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  a = a + 12
+  local head = {}
+  for v in string.gmatch(ARGV[a], '[^,]+') do head[#head + 1] = v end
+  local p = {ne = tonumber(head[1]), nc = tonumber(head[2]), nx = tonumber(head[5]),
+    nhs = tonumber(head[6]), f = head[7] == '1', t = head[8], m = head[9], p = head[10],
+    ni = tonumber(head[11]), h = {}, s = {}}
+  local nh, ns = tonumber(head[3]), tonumber(head[4])
+  a = a + 1
+  -- insert runs: entity-key prefix, pending hash, group, 'id,id,...', then one row per id
   p.i = a
-  a = a + 2 * p.ni
-  p.im = a
-  for _ = 1, p.nm do a = a + 3 + tonumber(ARGV[a + 2]) end
+  for _ = 1, p.ni do
+    local count = 0
+    for _ in string.gmatch(ARGV[a + 3], '[^,]+') do count = count + 1 end
+    a = a + 4 + count
+  end
   p.e = a
   for _ = 1, p.ne do a = bo_entity(a) end
   p.c = a
@@ -229,15 +235,21 @@ local function bo_write(plan, ov, ids, out)
     fields[#fields + 1] = id
     fields[#fields + 1] = m
   end
-  local last = plan.i + 2 * plan.ni - 1
-  for i = plan.i, last, 1000 do
-    redis.call('MSET', unpack(ARGV, i, math.min(last, i + 999)))
-  end
-  local a = plan.im
-  for _ = 1, plan.nm do
-    local pkey, id, count = ARGV[a], ids[tonumber(ARGV[a + 1])], tonumber(ARGV[a + 2])
-    for i = a + 3, a + 2 + count do mark(pkey, ARGV[i], id) end
-    a = a + 3 + count
+  local a = plan.i
+  for _ = 1, plan.ni do
+    local prefix, pkey, id = ARGV[a], ARGV[a + 1], ids[tonumber(ARGV[a + 2])]
+    local rows = {}
+    local r = a + 4
+    for eid in string.gmatch(ARGV[a + 3], '[^,]+') do
+      rows[#rows + 1] = prefix .. eid
+      rows[#rows + 1] = ARGV[r]
+      r = r + 1
+      if id then mark(pkey, eid, id) end
+    end
+    for i = 1, #rows, 1000 do
+      redis.call('MSET', unpack(rows, i, math.min(#rows, i + 999)))
+    end
+    a = r
   end
   a = plan.e
   for _ = 1, plan.ne do
@@ -389,10 +401,9 @@ class CachePlan:
         # filled by the script call: (key, row) of rows patched for local caches
         self.patched: dict[str, bytes] = {}
         self.entity_ops: list[list[Any]] = []  # updates and deletes
-        # inserts, flat: (entity key, row) pairs; their ids by (pending hash, group number)
-        self.insert_rows: list[Any] = []
-        self.insert_marks: dict[tuple[str, int], list[int]] = {}
-        self._pending_keys: dict[str, str] = {}
+        # inserts by (entity-key prefix, pending hash, group number): their ids and rows
+        self.inserts: dict[tuple[str, str, int], tuple[list[str], list[bytes]]] = {}
+        self._table_keys: dict[str, tuple[str, str]] = {}
         self.claims: list[list[str]] = []
         self.hints: dict[str, str] = {}
         self.steal: dict[str, str] = {}  # unique key -> id found not to hold it any more
@@ -405,24 +416,27 @@ class CachePlan:
         self.entity_labels: dict[str, tuple[EntitySchema, int]] = {}
 
     def __bool__(self) -> bool:
-        return bool(self.entity_ops or self.insert_rows or self.claims or self.ref_keys)
+        return bool(self.entity_ops or self.inserts or self.claims or self.ref_keys)
 
     def entity_keys(self) -> list[str]:
         """Every entity key the plan writes."""
-        return [e[1] for e in self.entity_ops] + self.insert_rows[::2]
+        inserted = [prefix + i for (prefix, _, _), (ids, _) in self.inserts.items() for i in ids]
+        return [e[1] for e in self.entity_ops] + inserted
 
     def add_entity(self, op: Operation, group_no: int) -> None:
         """The row's own key: insert, patch or tombstone; ``group_no`` > 0 sets its marker."""
         schema = op.schema
-        key = self.keys.entity(schema, op.id)
-        pending = self._pending_keys.get(schema.table)
-        if pending is None:
-            pending = self._pending_keys[schema.table] = self.keys.pending(schema)
+        table_keys = self._table_keys.get(schema.table)
+        if table_keys is None:
+            prefix = self.keys.entity(schema, 0)[:-1]
+            table_keys = self._table_keys[schema.table] = (prefix, self.keys.pending(schema))
+        prefix, pending = table_keys
         if op.kind is OpKind.INSERT:
-            self.insert_rows += (key, encoded_row(op))
-            if group_no:
-                self.insert_marks.setdefault((pending, group_no), []).append(op.id)
+            ids, rows = self.inserts.setdefault((prefix, pending, group_no), ([], []))
+            ids.append(str(op.id))
+            rows.append(encoded_row(op))
             return
+        key = prefix + str(op.id)
         entity_id = str(op.id)
         self.entity_labels[key] = (schema, op.id)
         expected = unique_before(op)
@@ -454,7 +468,7 @@ class CachePlan:
 
     def args(self) -> list[Any]:
         """The plan as flat script arguments, its length last (parsed by ``bo_plan``)."""
-        out: list[Any] = [
+        head = (
             len(self.entity_ops),
             len(self.claims),
             len(self.hints),
@@ -465,12 +479,12 @@ class CachePlan:
             self.tombstone_ttl_s,
             self.missing_ttl_s,
             self.tombstone_ttl_s,
-            len(self.insert_rows) // 2,
-            len(self.insert_marks),
-        ]
-        out += self.insert_rows
-        for (pending, group_no), ids in self.insert_marks.items():
-            out += (pending, group_no, len(ids), *ids)
+            len(self.inserts),
+        )
+        out: list[Any] = [",".join(map(str, head))]
+        for (prefix, pending, group_no), (ids, rows) in self.inserts.items():
+            out += (prefix, pending, group_no, ",".join(ids))
+            out += rows
         for e in self.entity_ops:
             out += [e[0], e[1], e[2], e[3], e[9]]
             if e[0] == "d":
