@@ -128,25 +128,22 @@ class Run:
         self.results["naive_worker_cpu_us_per_row"] = found["worker_cpu_us_per_row"]
 
     def run_peer(self) -> None:
-        # ours and the hand-written write-behind (peer.py) in turns, at 100- and 10-row flushes
-        found: dict[str, Any] = {}
-        for size, suffix in ((100, ""), (10, "_10")):
-            self.console.print(f"      flushes of {size}: ours, then the peer", highlight=False)
-            ours = throughput.measure(
-                self.harness,
-                workers=self.sizes.workers,
-                groups=self.sizes.groups,
-                rows=self.sizes.peer_rows,
-                flush_size=size,
-            ).as_dict()
-            theirs = peer.measure(self.harness, rows=self.sizes.peer_rows, flush_size=size)
-            found[f"ours_{size}"], found[f"peer_{size}"] = ours, theirs.as_dict()
-            self.results[f"peer_ours{suffix}_rows_per_s"] = ours["rows_per_s"]
-            self.results[f"peer{suffix}_rows_per_s"] = theirs.rows_per_s
-            self.results[f"peer{suffix}_apply_async_p50_us"] = theirs.apply_async_p50_us
-            self.results[f"peer{suffix}_apply_async_p99_us"] = theirs.apply_async_p99_us
-            self.results[f"peer{suffix}_worker_cpu_us_per_row"] = theirs.worker_cpu_us_per_row
+        # ours and the hand-written write-behind (peer.py), in alternating turns
+        found = peer.compare(
+            self.harness,
+            rows=self.sizes.peer_rows,
+            groups=self.sizes.groups,
+            workers=self.sizes.workers,
+            rounds=self.sizes.peer_rounds,
+        )
         self.details["peer"] = found
+        for size, suffix in (("100", ""), ("10", "_10")):
+            runs = found[size]
+            self.results[f"peer_ours{suffix}_rows_per_s"] = runs["ours_rows_per_s"]
+            self.results[f"peer{suffix}_rows_per_s"] = runs["peer_rows_per_s"]
+            for key in ("apply_async_p50_us", "apply_async_p99_us", "worker_cpu_us_per_row"):
+                self.results[f"peer{suffix}_{key}"] = runs[f"peer_{key}"]
+            self.results[f"peer{suffix}_round_ratios"] = runs["round_ratios"]
 
     def run_freshness(self) -> None:
         found = freshness.measure(

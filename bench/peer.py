@@ -13,11 +13,12 @@ latency), and the clock runs from the first ``apply_async`` until the last row i
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench import models
+from bench import models, throughput
 from bench.celery_app import PEER_QUEUE
 from bench.harness import BenchError, Harness, frozen_heap, wait_until
 from bench.stats import per_s, percentile
@@ -42,6 +43,44 @@ class Peer:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def compare(
+    harness: Harness, *, rows: int, groups: int, workers: int, rounds: int
+) -> dict[str, Any]:
+    """Ours (the applied run, ``groups`` groups) and the peer at flushes of 100 and of 10 rows,
+    ``rounds`` times, who goes first alternating: a burst of load from elsewhere then hits
+    both sides alike. Per size: every run, the medians, and each round's ratio (ours/peer)."""
+    found: dict[str, Any] = {}
+    for size in (100, 10):
+        ours: list[dict[str, Any]] = []
+        theirs: list[dict[str, Any]] = []
+        for n in range(rounds):
+            for side in ("ours", "peer") if n % 2 == 0 else ("peer", "ours"):
+                if side == "ours":
+                    ours.append(
+                        throughput.measure(
+                            harness, workers=workers, groups=groups, rows=rows, flush_size=size
+                        ).as_dict()
+                    )
+                else:
+                    theirs.append(measure(harness, rows=rows, flush_size=size).as_dict())
+        found[str(size)] = {
+            "ours": ours,
+            "peer": theirs,
+            "ours_rows_per_s": statistics.median(r["rows_per_s"] for r in ours),
+            "peer_rows_per_s": statistics.median(r["rows_per_s"] for r in theirs),
+            "peer_apply_async_p50_us": statistics.median(r["apply_async_p50_us"] for r in theirs),
+            "peer_apply_async_p99_us": statistics.median(r["apply_async_p99_us"] for r in theirs),
+            "peer_worker_cpu_us_per_row": statistics.median(
+                r["worker_cpu_us_per_row"] for r in theirs
+            ),
+            "round_ratios": [
+                round(o["rows_per_s"] / p["rows_per_s"], 3)
+                for o, p in zip(ours, theirs, strict=True)
+            ],
+        }
+    return found
 
 
 def _arguments(rows: list[dict[str, Any]], first_id: int) -> list[list[Any]]:

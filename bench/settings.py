@@ -36,6 +36,7 @@ class Sizes:
     scaling_workers: tuple[int, ...]
     scaling_groups: tuple[int, ...]
     peer_rows: int  # rows of each run of the peer comparison (ours and the peer, 100 and 10)
+    peer_rounds: int  # rounds of that comparison (who goes first alternates)
     freshness_probes: int  # probes of the flush_async -> MySQL latency, idle and under load
     freshness_load_rows_per_s: int  # rows/s the load process offers meanwhile
     unique_rounds: int = 100  # timed 100-entity flushes per mode of the unique-claim phase
@@ -55,6 +56,7 @@ FULL = Sizes(
     scaling_workers=(1, 2, 4),
     scaling_groups=(1, 4, 16, 64),
     peer_rows=100_000,
+    peer_rounds=2,
     freshness_probes=400,
     freshness_load_rows_per_s=20_000,
     unique_rounds=200,
@@ -75,6 +77,7 @@ QUICK = Sizes(
     scaling_workers=(1, 2, 4),
     scaling_groups=(1, 4, 16, 64),
     peer_rows=20_000,
+    peer_rounds=1,
     freshness_probes=100,
     freshness_load_rows_per_s=20_000,
     unique_rounds=40,
