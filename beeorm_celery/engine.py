@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import redis
 from redis import Redis  # in the class body `redis` is the method below
 
-from beeorm_celery import cache_patch, ddl, flush, id_reserve
+from beeorm_celery import cache_patch, ddl, failures, flush, id_reserve
 from beeorm_celery.asyncflush import position
 from beeorm_celery.asyncflush.deadletters import DeadLetters
 from beeorm_celery.asyncflush.log import max_queued_insert_id
@@ -252,14 +252,19 @@ class Engine:
         back (SQL); a batch still queued for a row keeps its pending marker."""
         from beeorm_celery.cache_control import clear_cache
 
-        clear_cache(self, self.schema(entity), ids)
+        schema = self.schema(entity)
+        doing = f"clear_cache({schema.name})"
+        with failures.changing(doing, schema.options.mysql_pool, failures.SAFE_TO_REPEAT):
+            clear_cache(self, schema, ids)
 
     def verify_cache(self, entity: type[Entity], ids: Iterable[int] | None = None) -> list[Any]:
         """The rows (``CacheMismatch``) whose cached state differs from MySQL; all rows when
         ``ids`` is None. Rows with a batch still queued are skipped."""
         from beeorm_celery.cache_control import verify_cache
 
-        return list(verify_cache(self, self.schema(entity), ids))
+        schema = self.schema(entity)
+        with failures.reading(f"verify_cache({schema.name})", schema.options.mysql_pool):
+            return list(verify_cache(self, schema, ids))
 
     # --- contexts and schema
 
@@ -310,7 +315,9 @@ class Engine:
     def async_stats(self) -> dict[str, GroupStats]:
         """Per async group: pending, oldest_pending_seconds, dead_letters, applied, and
         ``wake``: whether a worker is on its way or the group waits for a sweep."""
-        return async_stats(self.async_parts)
+        pools = ", ".join(sorted(set(self._async_groups.values())))
+        with failures.reading("async_stats()", pools):
+            return async_stats(self.async_parts)
 
     # --- async reads
 

@@ -44,6 +44,7 @@ _NO_SUCH_TABLE = 1146
 _TABLE_NAME = re.compile(r"Table '([^']+)' doesn't exist")
 
 NOTHING_WRITTEN = "nothing was written"
+SAFE_TO_REPEAT = "it may have been done in part; it is safe to run it again"
 
 
 def mysql_code(error: BaseException) -> int | None:
@@ -83,12 +84,18 @@ def is_mysql_unavailable(error: BaseException) -> bool:
     return isinstance(error, pymysql.MySQLError) and mysql_code(error) in MYSQL_UNAVAILABLE
 
 
-def read_error(error: pymysql.MySQLError, pool: str, doing: str) -> BeeormError:
-    """What a failed read raises."""
+def read_error(
+    error: pymysql.MySQLError,
+    pool: str,
+    doing: str,
+    written: bool | None = False,
+    effect: str = NOTHING_WRITTEN,
+) -> BeeormError:
+    """What a failed read raises (``written``/``effect``: what the whole call left behind)."""
     if mysql_code(error) == _NO_SUCH_TABLE:
         return missing_table(error, pool)
     if is_mysql_unavailable(error):
-        return mysql_unavailable(error, pool, doing, False, NOTHING_WRITTEN)
+        return mysql_unavailable(error, pool, doing, written, effect)
     return QueryError(
         f"MySQL pool {pool!r} refused a read while {doing} "
         f"({mysql_code(error)}: {_mysql_message(error)})",
@@ -144,3 +151,16 @@ def reading(doing: str, pool: str) -> Iterator[None]:
         raise redis_error(e, doing, False, NOTHING_WRITTEN) from e
     except pymysql.MySQLError as e:
         raise read_error(e, pool, doing) from e
+
+
+@contextmanager
+def changing(doing: str, pool: str, effect: str) -> Iterator[None]:
+    """Around an operator's change made of several steps (``clear_cache``, dead-letter
+    ``retry``/``remove``/``clear``): a failure may come after some steps ran, so ``written`` is
+    None and ``effect`` says what that means (they are all safe to run again, bar ``retry``)."""
+    try:
+        yield
+    except redis.RedisError as e:
+        raise redis_error(e, doing, None, effect) from e
+    except pymysql.MySQLError as e:
+        raise read_error(e, pool, doing, None, effect) from e

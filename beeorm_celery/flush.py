@@ -45,7 +45,11 @@ _DUPLICATE_KEY = (1062, 1022, 1586)
 
 def flush_sync(engine: Engine, ops: Sequence[Operation]) -> None:
     by_cache_pool = ops_by_cache_pool(ops)
-    claimed = claim_before(engine, by_cache_pool, ops)
+    # Before the transaction: a Redis or MySQL failure here has written nothing.
+    with failures.reading(
+        "checking unique values before a flush", ops[0].schema.options.mysql_pool
+    ):
+        claimed = claim_before(engine, by_cache_pool, ops)
     by_pool: dict[str, list[Operation]] = {}
     for op in ops:
         by_pool.setdefault(op.schema.options.mysql_pool, []).append(op)

@@ -16,6 +16,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from beeorm_celery.failures import reading
+
 if TYPE_CHECKING:
     import redis
 
@@ -71,7 +73,10 @@ class IdAllocator:
             if block is not None and block[0] <= block[1]:
                 self._blocks[schema.table] = (block[0] + 1, block[1])
                 return block[0]
-            last = self._reserve(schema, self._block_size)
+            # Redis and MySQL failures become BeeormError here, for every caller of next_id
+            # (new_entity, and code that reserves ids itself): nothing was written.
+            with reading(f"reserving an id for a new {schema.name}", schema.options.mysql_pool):
+                last = self._reserve(schema, self._block_size)
             first = last - self._block_size + 1
             self._blocks[schema.table] = (first + 1, last)
             return first

@@ -6,7 +6,7 @@ a small ``maxmemory`` (never the shared one).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
@@ -16,6 +16,7 @@ from beeorm_celery import (
     CacheFullError,
     CacheUnavailableError,
     DatabaseUnavailableError,
+    Engine,
     MissingTableError,
     Registry,
     ValidationError,
@@ -214,3 +215,81 @@ def test_a_flush_whose_reply_is_lost_is_not_queued_twice(make_engine, redis_url)
     finally:
         engine.close()
         proxy.close()
+
+
+def _on_private_redis(base: Engine, server: PrivateRedis) -> Engine:
+    registry = Registry(key_prefix=base.keys.prefix)
+    registry.register_mysql(base.mysql["default"].config.safe_url)
+    registry.register_redis(server.url())
+    registry.register_entity(Product, Category, Note)
+    return registry.validate()
+
+
+def _operator_calls(engine: Engine) -> dict[str, Callable[[], object]]:
+    """The public calls of the engine besides the context's: cache control, dead letters,
+    stats. The dead letter id is well formed, so each call reaches its server."""
+    dead = "notes/1-0"
+    return {
+        "clear_cache": lambda: engine.clear_cache(Product, 1),
+        "verify_cache": lambda: engine.verify_cache(Product, [1]),
+        "async_stats": engine.async_stats,
+        "dead_letters.count": engine.dead_letters.count,
+        "dead_letters.list": engine.dead_letters.list,
+        "dead_letters.get": lambda: engine.dead_letters.get(dead),
+        "dead_letters.retry": lambda: engine.dead_letters.retry(dead),
+        "dead_letters.retry_all": engine.dead_letters.retry_all,
+        "dead_letters.remove": lambda: engine.dead_letters.remove(dead),
+        "dead_letters.clear": engine.dead_letters.clear,
+    }
+
+
+def test_a_stopped_redis_is_a_cache_unavailable_error_for_every_call(make_engine) -> None:
+    base = make_engine(Product, Category, Note)
+    server = PrivateRedis()
+    try:
+        server.start()
+        engine = _on_private_redis(base, server)
+        ctx = engine.new_context()
+        product = ctx.new_entity(Product, name="kept")
+        ctx.flush()
+        server.crash()
+        # ids reserved by code of its own (as the chaos producer does), not only new_entity
+        with pytest.raises(CacheUnavailableError, match="reserving an id") as info:
+            engine.ids.next_id(engine.schema(Note))
+        assert info.value.written is False
+        # a synchronous flush checks unique values in Redis before MySQL: nothing written
+        ctx.edit(product).name = "changed"
+        with pytest.raises(CacheUnavailableError, match="nothing was written") as info:
+            ctx.flush()
+        assert info.value.written is False
+        assert base.new_context().get_by_id(Product, product.id).name == "kept"  # type: ignore[union-attr]
+        for name, call in _operator_calls(engine).items():
+            with pytest.raises(CacheUnavailableError, match="Redis is unavailable") as info:
+                call()
+            assert info.value.__cause__ is not None, name
+        engine.close()
+    finally:
+        server.close()
+
+
+def test_a_stopped_mysql_is_a_database_unavailable_error_for_every_call(
+    make_engine, redis_url, key_prefix
+) -> None:
+    base = make_engine(Product, Category, Note)
+    ctx = base.new_context()
+    product = ctx.new_entity(Product, name="kept")
+    ctx.flush()
+    url = f"mysql://root@127.0.0.1:{free_port()}/nowhere"
+    engine = _engine(url, redis_url, key_prefix).validate()
+    try:
+        ctx = engine.new_context()
+        loaded = ctx.get_by_id(Product, product.id)  # from the Redis cache
+        assert loaded is not None
+        ctx.edit(loaded).name = "changed"
+        with pytest.raises(DatabaseUnavailableError):
+            ctx.flush()
+        for name in ("clear_cache", "verify_cache", "async_stats"):
+            with pytest.raises(DatabaseUnavailableError, match="MySQL pool"):
+                _operator_calls(engine)[name]()
+    finally:
+        engine.close()

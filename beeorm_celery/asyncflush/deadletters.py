@@ -28,6 +28,7 @@ from beeorm_celery.errors import (
     SchemaLagError,
     SignatureError,
 )
+from beeorm_celery.failures import SAFE_TO_REPEAT, changing, reading
 
 if TYPE_CHECKING:
     from beeorm_celery.asyncflush.parts import AsyncParts
@@ -156,14 +157,64 @@ class DeadLetters:
     def _groups(self, group: str | None) -> builtins.list[str]:
         return [group] if group is not None else sorted(self.parts.async_groups)
 
+    # --- the public calls: Redis and MySQL failures reach the caller as BeeormError
+
+    def _pool(self, group: str | None) -> str:
+        return self.parts.async_groups.get(group or "", self.parts.log_pool)
+
     def count(self, group: str | None = None) -> int:
+        with reading("dead_letters.count()", self._pool(group)):
+            return self._count(group)
+
+    def list(self, group: str | None = None, limit: int = 100) -> builtins.list[DeadLetter]:
+        """Dead letters, oldest failure first, at most ``limit``."""
+        with reading("dead_letters.list()", self._pool(group)):
+            return self._list(group, limit)
+
+    def get(self, dead_letter_id: str) -> DeadLetter:
+        with reading(f"dead_letters.get({dead_letter_id!r})", self._pool(None)):
+            return self._get(dead_letter_id)
+
+    def retry(self, dead_letter_id: str) -> str:
+        """Queue the batch again, at the end of its group; returns the new batch id.
+
+        Fix the cause first (the conflicting row, the missing column or worker upgrade, the
+        secret...). Only a batch whose bytes cannot be read is refused: remove it. Enqueued and
+        woken like a flush (``enqueue_and_wake``), and removed from the dead letters in the same
+        atomic step.
+        """
+        effect = "the replay may or may not be queued: see dead_letters.get() before retrying"
+        with changing(f"dead_letters.retry({dead_letter_id!r})", self._pool(None), effect):
+            return self._retry(dead_letter_id)
+
+    def retry_all(self, group: str | None = None) -> int:
+        """Replay every replayable dead letter (of ``group``); returns how many.
+
+        The ids are taken once at the start, so a replay that fails again (a new dead letter)
+        is not replayed a second time in the same call. Malformed dead letters, and those that
+        no longer match the registered entities, stay where they are (logged).
+        """
+        with changing("dead_letters.retry_all()", self._pool(group), SAFE_TO_REPEAT):
+            return self._retry_all(group)
+
+    def remove(self, dead_letter_id: str) -> None:
+        with changing(f"dead_letters.remove({dead_letter_id!r})", self._pool(None), SAFE_TO_REPEAT):
+            self._remove(dead_letter_id)
+
+    def clear(self, group: str | None = None) -> int:
+        """Remove every dead letter (of ``group``); returns how many."""
+        with changing("dead_letters.clear()", self._pool(group), SAFE_TO_REPEAT):
+            return self._clear(group)
+
+    # --- the calls themselves
+
+    def _count(self, group: str | None = None) -> int:
         pipe = self.client.pipeline(transaction=False)
         for g in self._groups(group):
             pipe.hlen(self.keys.dead(g))
         return sum(int(n) for n in pipe.execute())
 
-    def list(self, group: str | None = None, limit: int = 100) -> builtins.list[DeadLetter]:
-        """Dead letters, oldest failure first, at most ``limit``."""
+    def _list(self, group: str | None = None, limit: int = 100) -> builtins.list[DeadLetter]:
         found: builtins.list[DeadLetter] = []
         for g in self._groups(group):
             ids = cast(
@@ -178,22 +229,15 @@ class DeadLetters:
         found.sort(key=lambda d: d.failed_at)
         return found[:limit]
 
-    def get(self, dead_letter_id: str) -> DeadLetter:
+    def _get(self, dead_letter_id: str) -> DeadLetter:
         group, batch_id = split_id(dead_letter_id)
         raw = cast(bytes | None, self.client.hget(self.keys.dead(group), batch_id))
         if raw is None:
             raise DeadLetterNotFoundError(f"no dead letter {dead_letter_id!r}")
         return DeadLetter.from_json(raw)
 
-    def retry(self, dead_letter_id: str) -> str:
-        """Queue the batch again, at the end of its group; returns the new batch id.
-
-        Fix the cause first (the conflicting row, the missing column or worker upgrade, the
-        secret...). Only a batch whose bytes cannot be read is refused: remove it. Enqueued and
-        woken like a flush (``enqueue_and_wake``), and removed from the dead letters in the same
-        atomic step.
-        """
-        dead = self.get(dead_letter_id)
+    def _retry(self, dead_letter_id: str) -> str:
+        dead = self._get(dead_letter_id)
         batch = self._replayable(dead)
         now = time.time()
         replay = Batch(dead.group, batch.operations, int(now * 1000), dead.id)
@@ -244,13 +288,7 @@ class DeadLetters:
                 f"dead letter {dead.id} does not match this process's entities yet: {e}"
             ) from e
 
-    def retry_all(self, group: str | None = None) -> int:
-        """Replay every replayable dead letter (of ``group``); returns how many.
-
-        The ids are taken once at the start, so a replay that fails again (a new dead letter)
-        is not replayed a second time in the same call. Malformed dead letters, and those that
-        no longer match the registered entities, stay where they are (logged).
-        """
+    def _retry_all(self, group: str | None = None) -> int:
         replayed = 0
         for g in self._groups(group):
             ids = [
@@ -261,7 +299,7 @@ class DeadLetters:
             ]
             for batch_id in ids:
                 try:
-                    self.retry(f"{g}/{batch_id}")
+                    self._retry(f"{g}/{batch_id}")
                 except DeadLetterNotFoundError:
                     continue  # removed or replayed meanwhile
                 except AsyncFlushError as e:
@@ -270,7 +308,7 @@ class DeadLetters:
                 replayed += 1
         return replayed
 
-    def remove(self, dead_letter_id: str) -> None:
+    def _remove(self, dead_letter_id: str) -> None:
         group, batch_id = split_id(dead_letter_id)
         pipe = self.client.pipeline(transaction=True)
         pipe.hdel(self.keys.dead(group), batch_id)
@@ -279,8 +317,7 @@ class DeadLetters:
         if not removed:
             raise DeadLetterNotFoundError(f"no dead letter {dead_letter_id!r}")
 
-    def clear(self, group: str | None = None) -> int:
-        """Remove every dead letter (of ``group``); returns how many."""
+    def _clear(self, group: str | None = None) -> int:
         removed = 0
         for g in self._groups(group):
             pipe = self.client.pipeline(transaction=True)
