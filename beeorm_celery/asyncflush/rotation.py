@@ -128,6 +128,7 @@ class Rotation:
         settings = self.settings
         adopt_after_ms = settings.adopt_after_s * 1000
         coalesce_ms = settings.coalesce_s * 1000
+        linger_ms = settings.linger_s * 1000
         while True:
             groups = self._candidates(first, held)
             heads = self._heads.oldest_ms(groups)
@@ -136,8 +137,10 @@ class Rotation:
             # A group caught up at its last visit is due again once its oldest batch is this
             # old (the coalescing window). When one is due, every held group with a batch goes
             # along in the same joint transaction: a transaction then carries what all the
-            # groups gathered, however many there are, as one group's would.
-            gather_ms = coalesce_ms
+            # groups gathered, as one group's would. With many groups the window grows (one
+            # more window per 8 groups waiting, at most the linger): each group's INSERT then
+            # carries several batches, not a statement per batch per group.
+            gather_ms = min(coalesce_ms * max(1, len(waiting) // 8), max(coalesce_ms, linger_ms))
             due: list[tuple[int, str]] = []
             along: list[tuple[int, str]] = []  # held, not due yet: goes along with the due
             adopted: list[str] = []
