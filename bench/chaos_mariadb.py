@@ -12,13 +12,11 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import tempfile
-import time
-from pathlib import Path
 
 import pymysql
+
+from bench.private_server import PrivateServer
 
 _READY_TIMEOUT_S = 60.0
 _INSTALL_TIMEOUT_S = 120.0
@@ -27,13 +25,6 @@ _STOP_TIMEOUT_S = 60.0
 
 class MariaDBUnavailable(RuntimeError):
     """The binaries to run a private MariaDB are missing, or the server would not start."""
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (the server binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _binary(name: str, *fallbacks: str) -> str:
@@ -47,21 +38,21 @@ def _binary(name: str, *fallbacks: str) -> str:
     )
 
 
-class PrivateMariaDB:
+class PrivateMariaDB(PrivateServer):
     """One server of our own: ``start()``, ``crash()``, ``shutdown()``, ``close()``."""
 
+    kind = "MariaDB"
+    unavailable = MariaDBUnavailable
+    stop_timeout_s = _STOP_TIMEOUT_S
+
     def __init__(self, database: str = "chaos", extra_args: tuple[str, ...] = ()) -> None:
-        # A top-level scratch directory of its own: the server runs as user mysql when we are
-        # root, and must be able to reach it (a mkdtemp directory inside another is 0700).
-        self.base_dir = Path(tempfile.mkdtemp(prefix="beeorm-chaos-mariadb-"))
+        super().__init__("beeorm-chaos-mariadb-")
         self.data_dir = self.base_dir / "data"
         self.socket_path = self.base_dir / "mariadb.sock"
         self.log_path = self.base_dir / "mariadb.err"
         self.database = database
         # more server options (e.g. --max-allowed-packet=128K); change them between restarts
         self.extra_args = list(extra_args)
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
         self._server = _binary("mariadbd", "mysqld")
         self._install = _binary("mariadb-install-db", "mysql_install_db")
         # As root the server refuses to run unless told which user to become; as anyone else it
@@ -126,17 +117,7 @@ class PrivateMariaDB:
         self.wait_ready()
 
     def wait_ready(self, timeout_s: float = _READY_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self.answers():
-                return
-            if self.process is None or self.process.poll() is not None:
-                raise MariaDBUnavailable(f"the private MariaDB exited:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise MariaDBUnavailable(
-                    f"the private MariaDB did not answer in {timeout_s:.0f}s:\n{self.log_tail()}"
-                )
-            time.sleep(0.05)
+        super().wait_ready(timeout_s)
 
     def answers(self) -> bool:
         try:
@@ -145,18 +126,6 @@ class PrivateMariaDB:
             return False
         conn.close()
         return True
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def crash(self) -> None:
-        """SIGKILL the server: no clean shutdown, transactions in flight die with it."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=_STOP_TIMEOUT_S)
 
     def shutdown(self) -> None:
         """A clean shutdown (SIGTERM, as ``mariadb-admin shutdown`` does)."""
@@ -178,16 +147,3 @@ class PrivateMariaDB:
                 )
         finally:
             conn.close()
-
-    def log_tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return "(no error log)"
-
-    def close(self) -> None:
-        """Stop the server (a crash is fine: the data is thrown away) and delete its files."""
-        try:
-            self.crash()
-        finally:
-            shutil.rmtree(self.base_dir, ignore_errors=True)

@@ -18,40 +18,28 @@ from decimal import Decimal
 from beeorm_celery import Entity, Field
 
 
-class ChaosA(Entity, redis_cache=True, async_group="chaos_a"):
+class ChaosRow(Entity, table="chaos_row", async_group=False):
+    """The columns every fault-run table has; never registered itself (a base of the tables)."""
+
+    producer: int = 0
+    seq: int = 0
+    edits: int = 0
+    name: str = Field(max_length=64, required=True, unique="name")
+    amount: Decimal = Field(precision=12, scale=2, default=Decimal("0.00"))
+    ratio: float = 0.0
+    note: str | None = None
+
+
+class ChaosA(ChaosRow, redis_cache=True, async_group="chaos_a"):
     """Redis cache, a unique index (the provoked duplicate-key dead letters use it)."""
 
-    producer: int = 0
-    seq: int = 0
-    edits: int = 0
-    name: str = Field(max_length=64, required=True, unique="name")
-    amount: Decimal = Field(precision=12, scale=2, default=Decimal("0.00"))
-    ratio: float = 0.0
-    note: str | None = None
 
-
-class ChaosB(Entity, redis_cache=True, local_cache=True, async_group="chaos_b"):
+class ChaosB(ChaosRow, redis_cache=True, local_cache=True, async_group="chaos_b"):
     """Redis and local cache (local caches are invalidated through pub/sub)."""
 
-    producer: int = 0
-    seq: int = 0
-    edits: int = 0
-    name: str = Field(max_length=64, required=True, unique="name")
-    amount: Decimal = Field(precision=12, scale=2, default=Decimal("0.00"))
-    ratio: float = 0.0
-    note: str | None = None
 
-
-class ChaosC(Entity, async_group="chaos_c"):
+class ChaosC(ChaosRow, async_group="chaos_c"):
     """No cache: every read goes to MySQL."""
-
-    producer: int = 0
-    seq: int = 0
-    edits: int = 0
-    name: str = Field(max_length=64, required=True, unique="name")
-    amount: Decimal = Field(precision=12, scale=2, default=Decimal("0.00"))
-    ratio: float = 0.0
-    note: str | None = None
 
 
 ENTITIES: tuple[type[Entity], ...] = (ChaosA, ChaosB, ChaosC)
@@ -65,37 +53,24 @@ BY_TABLE: dict[str, type[Entity]] = {"chaos_a": ChaosA, "chaos_b": ChaosB, "chao
 NEW_COLUMN = "tier"
 
 
-class ChaosA2(Entity, table="chaos_a", redis_cache=True, async_group="chaos_a"):
-    producer: int = 0
-    seq: int = 0
-    edits: int = 0
-    name: str = Field(max_length=64, required=True, unique="name")
-    amount: Decimal = Field(precision=12, scale=2, default=Decimal("0.00"))
-    ratio: float = 0.0
-    note: str | None = None
+class ChaosRow2(ChaosRow, table="chaos_row", async_group=False):
+    """Release 2's columns: release 1's and ``tier`` (a base too, never registered)."""
+
     tier: str = Field(max_length=8, default="r1")
 
 
-class ChaosB2(Entity, table="chaos_b", redis_cache=True, local_cache=True, async_group="chaos_b"):
-    producer: int = 0
-    seq: int = 0
-    edits: int = 0
-    name: str = Field(max_length=64, required=True, unique="name")
-    amount: Decimal = Field(precision=12, scale=2, default=Decimal("0.00"))
-    ratio: float = 0.0
-    note: str | None = None
-    tier: str = Field(max_length=8, default="r1")
+class ChaosA2(ChaosRow2, table="chaos_a", redis_cache=True, async_group="chaos_a"):
+    pass
 
 
-class ChaosC2(Entity, table="chaos_c", async_group="chaos_c"):
-    producer: int = 0
-    seq: int = 0
-    edits: int = 0
-    name: str = Field(max_length=64, required=True, unique="name")
-    amount: Decimal = Field(precision=12, scale=2, default=Decimal("0.00"))
-    ratio: float = 0.0
-    note: str | None = None
-    tier: str = Field(max_length=8, default="r1")
+class ChaosB2(
+    ChaosRow2, table="chaos_b", redis_cache=True, local_cache=True, async_group="chaos_b"
+):
+    pass
+
+
+class ChaosC2(ChaosRow2, table="chaos_c", async_group="chaos_c"):
+    pass
 
 
 RELEASES: dict[int, dict[str, type[Entity]]] = {

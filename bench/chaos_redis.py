@@ -10,30 +10,28 @@ directory, so an AOF written before the crash is loaded back.
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
-import tempfile
-import time
-from pathlib import Path
 
 import redis
 
-from bench.chaos_mariadb import free_port
+from bench.private_server import PrivateServer
 
 _READY_TIMEOUT_S = 30.0
-_STOP_TIMEOUT_S = 30.0
 
 
 class RedisUnavailable(RuntimeError):
     """redis-server is missing, or the private server would not start."""
 
 
-class PrivateRedis:
+class PrivateRedis(PrivateServer):
     """``PrivateRedis(aof=True, maxmemory="2mb", policy="noeviction")``; ``start()``, ``crash()``.
 
     ``aof``: appendonly with ``appendfsync everysec`` (the setting docs/redis.md recommends);
     without it the server keeps nothing across a restart (``save ""``, no AOF).
     """
+
+    kind = "Redis"
+    unavailable = RedisUnavailable
 
     def __init__(
         self,
@@ -47,13 +45,12 @@ class PrivateRedis:
         if not found:
             raise RedisUnavailable("a private Redis needs redis-server on PATH")
         self._binary = found
-        self.base_dir = Path(tempfile.mkdtemp(prefix="beeorm-private-redis-"))
-        self.port = free_port()
+        super().__init__("beeorm-private-redis-")
+        self.log_path = self.base_dir / "redis.log"
         self.aof = aof
         self.maxmemory = maxmemory
         self.policy = policy
         self.extra = list(extra or [])
-        self.process: subprocess.Popen[bytes] | None = None
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
@@ -72,7 +69,7 @@ class PrivateRedis:
             "--maxmemory-policy",
             self.policy,
             "--logfile",
-            str(self.base_dir / "redis.log"),
+            str(self.log_path),
         ]
         if self.maxmemory is not None:
             args += ["--maxmemory", self.maxmemory]
@@ -86,13 +83,7 @@ class PrivateRedis:
         self.process = subprocess.Popen(
             self._args(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
         )
-        deadline = time.monotonic() + _READY_TIMEOUT_S
-        while not self.answers():
-            if self.process.poll() is not None:
-                raise RedisUnavailable(f"the private Redis exited:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise RedisUnavailable(f"the private Redis did not answer:\n{self.log_tail()}")
-            time.sleep(0.02)
+        self.wait_ready(_READY_TIMEOUT_S)
 
     def client(self, db: int = 0) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, db=db, socket_connect_timeout=2)
@@ -105,37 +96,13 @@ class PrivateRedis:
         except redis.RedisError:
             return False
 
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def crash(self) -> None:
-        """SIGKILL: no shutdown save; what the AOF had not written yet is gone."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=_STOP_TIMEOUT_S)
-
     def restart_empty(self) -> None:
         """Kill it and start it again with no data at all (a Redis without persistence)."""
         self.crash()
         for path in self.base_dir.iterdir():
-            if path.name != "redis.log":
+            if path != self.log_path:
                 if path.is_dir():
                     shutil.rmtree(path, ignore_errors=True)
                 else:
                     path.unlink(missing_ok=True)
         self.start()
-
-    def log_tail(self, chars: int = 3000) -> str:
-        try:
-            return (self.base_dir / "redis.log").read_text(errors="replace")[-chars:]
-        except OSError:
-            return "(no log)"
-
-    def close(self) -> None:
-        try:
-            self.crash()
-        finally:
-            shutil.rmtree(self.base_dir, ignore_errors=True)

@@ -87,19 +87,17 @@ def broker_url(redis_url: str) -> str:
     return os.environ.get("BEEORM_TEST_BROKER_URL") or redis_url.rsplit("/", 1)[0] + "/14"
 
 
-@pytest.fixture
-def celery_harness(
-    mysql_url: str, redis_url: str, broker_url: str, key_prefix: str, tmp_path: Any
+def _harnesses(
+    kind: type[Any], mysql_url: str, redis_url: str, broker_url: str, key_prefix: str, tmp_path: Any
 ) -> Iterator[Callable[..., Any]]:
-    """``celery_harness(**async_options)``: engine + Celery app + worker processes for this test."""
-    from tests.support.workers import CeleryHarness
-
-    harnesses: list[CeleryHarness] = []
+    """``make(broker=, queue_prefix=, **async_options)`` for a harness class; closes them all
+    and drops this test's broker keys afterwards."""
+    harnesses: list[Any] = []
 
     def make(
         *, broker: str | None = None, queue_prefix: str = "beeorm.", **async_options: Any
-    ) -> CeleryHarness:
-        harness = CeleryHarness(
+    ) -> Any:
+        harness = kind(
             mysql_url,
             redis_url,
             broker or broker_url,
@@ -115,6 +113,16 @@ def celery_harness(
     for harness in harnesses:
         harness.close()
     services.delete_keys(broker_url, key_prefix)
+
+
+@pytest.fixture
+def celery_harness(
+    mysql_url: str, redis_url: str, broker_url: str, key_prefix: str, tmp_path: Any
+) -> Iterator[Callable[..., Any]]:
+    """``celery_harness(**async_options)``: engine + Celery app + worker processes for this test."""
+    from tests.support.workers import CeleryHarness
+
+    yield from _harnesses(CeleryHarness, mysql_url, redis_url, broker_url, key_prefix, tmp_path)
 
 
 @pytest.fixture
@@ -125,27 +133,7 @@ def dramatiq_harness(
     worker processes for this test (``broker_url=`` another broker, ``queue_prefix=``)."""
     from tests.support.workers import DramatiqHarness
 
-    harnesses: list[DramatiqHarness] = []
-
-    def make(
-        *, broker: str | None = None, queue_prefix: str = "beeorm.", **async_options: Any
-    ) -> DramatiqHarness:
-        harness = DramatiqHarness(
-            mysql_url,
-            redis_url,
-            broker or broker_url,
-            key_prefix,
-            tmp_path,
-            async_options,
-            queue_prefix,
-        )
-        harnesses.append(harness)
-        return harness
-
-    yield make
-    for harness in harnesses:
-        harness.close()
-    services.delete_keys(broker_url, key_prefix)
+    yield from _harnesses(DramatiqHarness, mysql_url, redis_url, broker_url, key_prefix, tmp_path)
 
 
 @pytest.fixture(params=["celery", "dramatiq"])

@@ -8,34 +8,30 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 
-import pymysql
 import pytest
 
+from beeorm_celery import DatabaseUnavailableError
 from bench.chaos_mariadb import PrivateMariaDB
 from tests.support.models import Counter, Note
+from tests.support.private_servers import private_mariadb
 from tests.support.services import wait_until
 from tests.support.sql import query, scalar
 from tests.support.workers import CeleryHarness
 
 
 @pytest.fixture
-def private_mariadb():
-    server = PrivateMariaDB(database="restart")
-    try:
-        server.install()
-        server.start()
-        server.create_database()
+def restart_mariadb() -> Iterator[PrivateMariaDB]:
+    with private_mariadb("restart") as server:
         yield server
-    finally:
-        server.close()
 
 
 def test_mariadb_stopped_and_started_mid_run_loses_nothing(
-    private_mariadb, redis_url, broker_url, key_prefix, tmp_path
+    restart_mariadb, redis_url, broker_url, key_prefix, tmp_path
 ):
     h = CeleryHarness(
-        private_mariadb.url,
+        restart_mariadb.url,
         redis_url,
         broker_url,
         key_prefix,
@@ -65,13 +61,13 @@ def test_mariadb_stopped_and_started_mid_run_loses_nothing(
         producer.start()
         try:
             time.sleep(1.5)
-            private_mariadb.shutdown()  # clean stop
+            restart_mariadb.shutdown()  # clean stop
             time.sleep(2)
-            private_mariadb.start()
+            restart_mariadb.start()
             time.sleep(1.5)
-            private_mariadb.crash()  # SIGKILL: in-flight transactions die with it
+            restart_mariadb.crash()  # SIGKILL: in-flight transactions die with it
             time.sleep(2)
-            private_mariadb.start()
+            restart_mariadb.start()
             time.sleep(1)
         finally:
             stop.set()
@@ -80,7 +76,7 @@ def test_mariadb_stopped_and_started_mid_run_loses_nothing(
         def drained():
             try:
                 return all(s.pending == 0 for s in h.engine.async_stats().values())
-            except pymysql.MySQLError:
+            except DatabaseUnavailableError:
                 return False  # this process' pooled connection died with the server: next poll
 
         wait_until(
@@ -102,12 +98,12 @@ def test_mariadb_stopped_and_started_mid_run_loses_nothing(
         h.close()
 
 
-def test_reads_survive_a_mariadb_restart_without_an_error(private_mariadb, redis_url, key_prefix):
+def test_reads_survive_a_mariadb_restart_without_an_error(restart_mariadb, redis_url, key_prefix):
     """Pooled connections die with the server; a read notices and reconnects once."""
     from beeorm_celery import Registry
 
     registry = Registry(key_prefix=key_prefix)
-    registry.register_mysql(private_mariadb.url)
+    registry.register_mysql(restart_mariadb.url)
     registry.register_redis(redis_url)
     registry.register_entity(Note)
     engine = registry.validate()
@@ -117,8 +113,8 @@ def test_reads_survive_a_mariadb_restart_without_an_error(private_mariadb, redis
         note = ctx.new_entity(Note, text="survivor")
         ctx.flush()
         assert ctx.count(Note) == 1  # a pooled connection now sits idle
-        private_mariadb.crash()
-        private_mariadb.start()
+        restart_mariadb.crash()
+        restart_mariadb.start()
         assert ctx.count(Note) == 1
         assert [n.id for n in ctx.search(Note)] == [note.id]
     finally:

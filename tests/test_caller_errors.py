@@ -21,9 +21,10 @@ from beeorm_celery import (
     Registry,
     ValidationError,
 )
-from bench.chaos_mariadb import free_port
 from bench.chaos_redis import PrivateRedis
+from bench.private_server import free_port
 from tests.support.models import Category, Note, Product
+from tests.support.private_servers import private_redis
 from tests.support.reply_cut import ReplyCutProxy
 
 
@@ -69,6 +70,14 @@ def _engine(mysql_url: str, redis_url: str, key_prefix: str) -> Registry:
     return registry
 
 
+def _on_private_redis(base: Engine, server: PrivateRedis) -> Engine:
+    registry = Registry(key_prefix=base.keys.prefix)
+    registry.register_mysql(base.mysql["default"].config.safe_url)
+    registry.register_redis(server.url())
+    registry.register_entity(Product, Category, Note)
+    return registry.validate()
+
+
 def test_redis_unreachable_is_a_cache_unavailable_error(mysql_url, key_prefix) -> None:
     working = _engine(mysql_url, "redis://127.0.0.1:6379/15", key_prefix).validate()
     working.update_schema()
@@ -104,12 +113,8 @@ def test_mysql_unreachable_is_a_database_unavailable_error(redis_url, key_prefix
 
 @pytest.fixture
 def small_redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis(maxmemory="4mb", policy="noeviction")
-    try:
-        server.start()
+    with private_redis(maxmemory="4mb", policy="noeviction") as server:
         yield server
-    finally:
-        server.close()
 
 
 def _fill(server: PrivateRedis) -> int:
@@ -128,11 +133,7 @@ def _fill(server: PrivateRedis) -> int:
 
 def test_redis_out_of_memory_leaves_nothing_half_written(make_engine, small_redis) -> None:
     base = make_engine(Product, Category, Note)  # creates the tables on the shared servers
-    registry = Registry(key_prefix=base.keys.prefix)
-    registry.register_mysql(base.mysql["default"].config.safe_url)
-    registry.register_redis(small_redis.url())
-    registry.register_entity(Product, Category, Note)
-    engine = registry.validate()
+    engine = _on_private_redis(base, small_redis)
     try:
         client = small_redis.client()
         ctx = engine.new_context()
@@ -161,14 +162,8 @@ def test_a_restarted_redis_costs_no_error_and_a_down_one_says_nothing_was_queued
     make_engine,
 ) -> None:
     base = make_engine(Product, Category, Note)
-    server = PrivateRedis()
-    try:
-        server.start()
-        registry = Registry(key_prefix=base.keys.prefix)
-        registry.register_mysql(base.mysql["default"].config.safe_url)
-        registry.register_redis(server.url())
-        registry.register_entity(Product, Category, Note)
-        engine = registry.validate()
+    with private_redis() as server:
+        engine = _on_private_redis(base, server)
         ctx = engine.new_context()
         ctx.new_entity(Note, text="one")
         ctx.flush_async()
@@ -186,8 +181,6 @@ def test_a_restarted_redis_costs_no_error_and_a_down_one_says_nothing_was_queued
         assert server.client().xlen(engine.keys.log("notes")) == 1
         assert note.id > 0
         engine.close()
-    finally:
-        server.close()
 
 
 def test_a_flush_whose_reply_is_lost_is_not_queued_twice(make_engine, redis_url) -> None:
@@ -217,14 +210,6 @@ def test_a_flush_whose_reply_is_lost_is_not_queued_twice(make_engine, redis_url)
         proxy.close()
 
 
-def _on_private_redis(base: Engine, server: PrivateRedis) -> Engine:
-    registry = Registry(key_prefix=base.keys.prefix)
-    registry.register_mysql(base.mysql["default"].config.safe_url)
-    registry.register_redis(server.url())
-    registry.register_entity(Product, Category, Note)
-    return registry.validate()
-
-
 def _operator_calls(engine: Engine) -> dict[str, Callable[[], object]]:
     """The public calls of the engine besides the context's: cache control, dead letters,
     stats. The dead letter id is well formed, so each call reaches its server."""
@@ -245,9 +230,7 @@ def _operator_calls(engine: Engine) -> dict[str, Callable[[], object]]:
 
 def test_a_stopped_redis_is_a_cache_unavailable_error_for_every_call(make_engine) -> None:
     base = make_engine(Product, Category, Note)
-    server = PrivateRedis()
-    try:
-        server.start()
+    with private_redis() as server:
         engine = _on_private_redis(base, server)
         ctx = engine.new_context()
         product = ctx.new_entity(Product, name="kept")
@@ -268,8 +251,6 @@ def test_a_stopped_redis_is_a_cache_unavailable_error_for_every_call(make_engine
                 call()
             assert info.value.__cause__ is not None, name
         engine.close()
-    finally:
-        server.close()
 
 
 def test_a_stopped_mysql_is_a_database_unavailable_error_for_every_call(

@@ -24,13 +24,11 @@ from click.testing import CliRunner, Result
 from beeorm_celery import AsyncFlushSettings, Engine, Registry, consume_async_flush_events
 from beeorm_celery.cli import cli
 from tests.support import models
+from tests.support.console import CONSOLE_SCRIPT, ENGINE_SPEC, REPO, console_env, run_console
 from tests.support.services import wait_until
 
-REPO = Path(__file__).resolve().parents[1]
 CLI_MODULE = (sys.executable, "-m", "beeorm_celery.cli")
-CONSOLE_SCRIPT = Path(sys.executable).with_name("beeorm-celery")
 WIDE = {"COLUMNS": "200"}  # rich tables at full width: ids and errors are not cut
-ENGINE_SPEC = "tests.support.cli_engine:engine"
 LONG_NAME = "A rather long product category name that fills it"  # 50: the column's max_length
 
 
@@ -155,14 +153,7 @@ def test_dead_list_in_a_pipe_keeps_each_error_whole_on_the_line_of_its_id(
     [dead] = engine.dead_letters.list()
     env.pop("COLUMNS")  # a pipe: rich would assume 80 columns
 
-    done = subprocess.run(
-        [str(CONSOLE_SCRIPT), "--engine", ENGINE_SPEC, "dead", "list"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_console(["--engine", ENGINE_SPEC, "dead", "list"], env)
 
     assert done.returncode == 0, done.stderr
     [line] = [line for line in done.stdout.splitlines() if dead_id in line]
@@ -459,14 +450,8 @@ def test_remove_all_from_a_script_without_yes_refuses_and_removes_nothing(
 ) -> None:
     make_dead_letter(engine, "Cars")
 
-    done = subprocess.run(
-        [str(CONSOLE_SCRIPT), "--engine", ENGINE_SPEC, "dead", "remove", "--all", *group],
-        cwd=REPO,
-        env=env,
-        stdin=subprocess.DEVNULL,  # what cron and CI give: no terminal to ask on
-        capture_output=True,
-        text=True,
-        timeout=60,
+    done = run_console(  # no stdin: what cron and CI give, no terminal to ask on
+        ["--engine", ENGINE_SPEC, "dead", "remove", "--all", *group], env, stdin=subprocess.DEVNULL
     )
 
     assert done.returncode == 1, done.stderr
@@ -480,14 +465,8 @@ def test_remove_all_from_a_script_with_yes_removes_them(
 ) -> None:
     make_dead_letter(engine, "Cars")
 
-    done = subprocess.run(
-        [str(CONSOLE_SCRIPT), "--engine", ENGINE_SPEC, "dead", "remove", "--all", "--yes"],
-        cwd=REPO,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    done = run_console(
+        ["--engine", ENGINE_SPEC, "dead", "remove", "--all", "--yes"], env, stdin=subprocess.DEVNULL
     )
 
     assert done.returncode == 0, done.stderr
@@ -638,14 +617,7 @@ def test_help_needs_no_engine_and_documents_the_exit_codes() -> None:
 @pytest.fixture
 def env(mysql_url: str, redis_url: str, key_prefix: str) -> dict[str, str]:
     """What ``tests.support.cli_engine`` builds the subprocess's engine from."""
-    return {
-        **os.environ,
-        "BEEORM_TEST_DB_URL": mysql_url,
-        "BEEORM_TEST_REDIS_URL": redis_url,
-        "BEEORM_TEST_PREFIX": key_prefix,
-        "PYTHONUNBUFFERED": "1",
-        **WIDE,
-    }
+    return console_env(mysql_url, redis_url, key_prefix, **WIDE)
 
 
 def test_console_script_finds_the_engine_in_BEEORM_ENGINE_and_prints_only_json(
@@ -654,14 +626,7 @@ def test_console_script_finds_the_engine_in_BEEORM_ENGINE_and_prints_only_json(
     make_dead_letter(engine, "Cars")
     env["BEEORM_ENGINE"] = "tests.support.cli_engine:engine"
 
-    done = subprocess.run(
-        [str(CONSOLE_SCRIPT), "dead", "list", "--json"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_console(["dead", "list", "--json"], env)
 
     assert done.returncode == 0, done.stderr
     [dead] = json.loads(done.stdout)
@@ -704,14 +669,7 @@ def test_a_module_that_fails_to_import_exits_2_showing_its_traceback(
 ) -> None:
     (tmp_path / "broken_orm.py").write_text("import json\nengine = json.loads('{')\n")
 
-    done = subprocess.run(
-        [str(CONSOLE_SCRIPT), "--engine", "broken_orm:engine", "stats"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_console(["--engine", "broken_orm:engine", "stats"], env, cwd=tmp_path)
 
     assert done.returncode == 2
     assert "importing 'broken_orm' failed" in done.stderr

@@ -16,6 +16,7 @@ from beeorm_celery import AsyncFlushSettings, Engine, consume_async_flush_events
 from beeorm_celery.celery import install
 from bench.chaos_mariadb import PrivateMariaDB
 from tests.support.models import Counter
+from tests.support.private_servers import private_mariadb
 from tests.support.releases import RELEASE_1, RELEASE_2, Bulky, ItemV1, ItemV2
 from tests.support.services import wait_until
 from tests.support.sql import query, scalar
@@ -171,14 +172,8 @@ def test_a_worker_with_another_secret_is_loud_and_loses_nothing(harnesses: Any) 
 
 @pytest.fixture
 def small_packet_mariadb() -> Iterator[PrivateMariaDB]:
-    server = PrivateMariaDB(database="packets")
-    try:
-        server.install()
-        server.start()
-        server.create_database()
+    with private_mariadb("packets") as server:
         yield server
-    finally:
-        server.close()
 
 
 def test_a_backlog_of_large_rows_applies_under_max_allowed_packet(

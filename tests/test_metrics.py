@@ -3,11 +3,9 @@ costs on the wire, and the collector in an application's own registry."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,11 +28,9 @@ from beeorm_celery import (
 )
 from beeorm_celery.metrics import AsyncFlushCollector
 from tests.support import models
+from tests.support.console import CONSOLE_SCRIPT, ENGINE_SPEC, REPO, console_env
 from tests.support.proxy import CountingProxy
 from tests.support.services import wait_until
-
-REPO = Path(__file__).resolve().parents[1]
-CONSOLE_SCRIPT = Path(sys.executable).with_name("beeorm-celery")
 
 Samples = dict[tuple[str, str], float]
 
@@ -56,14 +52,7 @@ def sql(engine: Engine, statement: str, *params: object) -> None:
 
 @pytest.fixture
 def env(mysql_url: str, redis_url: str, key_prefix: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "BEEORM_TEST_DB_URL": mysql_url,
-        "BEEORM_TEST_REDIS_URL": redis_url,
-        "BEEORM_TEST_PREFIX": key_prefix,
-        "BEEORM_ENGINE": "tests.support.cli_engine:engine",
-        "PYTHONUNBUFFERED": "1",
-    }
+    return console_env(mysql_url, redis_url, key_prefix, BEEORM_ENGINE=ENGINE_SPEC)
 
 
 @pytest.fixture

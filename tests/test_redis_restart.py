@@ -21,17 +21,14 @@ from beeorm_celery import (
 from beeorm_celery.cli import cli
 from bench.chaos_redis import PrivateRedis
 from tests.support.models import Counter
+from tests.support.private_servers import private_redis
 from tests.support.sql import query
 
 
 @pytest.fixture
 def bare_redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis()  # save "" and no AOF: a restart loses everything
-    try:
-        server.start()
+    with private_redis() as server:  # save "" and no AOF: a restart loses everything
         yield server
-    finally:
-        server.close()
 
 
 def test_a_log_lost_with_batches_pending_is_loud_counted_and_reuses_no_id(

@@ -15,6 +15,7 @@ from beeorm_celery.cli.render import echo_json, stats_json, stats_table
 from beeorm_celery.cli.signals import stop_on_signals
 from beeorm_celery.cli.state import EXIT_CODES_HELP, engine_of
 from beeorm_celery.engine import Engine
+from beeorm_celery.errors import UnavailableError
 
 DEFAULT_WATCH_INTERVAL_S = 2.0
 
@@ -80,6 +81,6 @@ def _frame(engine: Engine, interval_s: float) -> RenderableType:
     caption = f"{time.strftime('%H:%M:%S')}, every {interval_s:g}s; Ctrl-C to stop"
     try:
         return stats_table(engine.async_stats(), caption=caption)
-    except (redis.RedisError, pymysql.MySQLError) as e:
+    except (UnavailableError, redis.RedisError, pymysql.MySQLError) as e:
         # a watch outlives a Redis or MySQL restart: show the error, try again next time
         return Text(f"{caption}\nstatistics unavailable: {type(e).__name__}: {e}", style="red")

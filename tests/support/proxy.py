@@ -6,10 +6,10 @@ measure what some code costs in round trips, at the wire, whatever the client li
 
 from __future__ import annotations
 
-import selectors
-import socket
 import threading
 from dataclasses import dataclass, field
+
+from tests.support.tcp_proxy import TcpProxy
 
 COM_QUERY = 0x03
 
@@ -21,17 +21,17 @@ class _Counts:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class CountingProxy:
+@dataclass
+class _Connection:
+    packets: _MySQLPackets
+    replied: bool = True  # the first client send is a round trip
+
+
+class CountingProxy(TcpProxy):
     def __init__(self, target_host: str, target_port: int, mysql: bool = False) -> None:
-        self.target = (target_host, target_port)
         self.mysql = mysql
         self.counts = _Counts()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
-        self._stopped = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._accept_thread = threading.Thread(target=self._accept, daemon=True)
-        self._accept_thread.start()
+        super().__init__(target_host, target_port)
 
     @property
     def round_trips(self) -> int:
@@ -43,53 +43,19 @@ class CountingProxy:
         with self.counts.lock:
             return self.counts.mysql_queries
 
-    def close(self) -> None:
-        self._stopped.set()
-        self._listener.close()
-        for thread in self._threads:
-            thread.join(timeout=5)
+    def new_connection(self) -> _Connection:
+        return _Connection(_MySQLPackets())
 
-    def _accept(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.target)
-            thread = threading.Thread(target=self._pump, args=(client, server), daemon=True)
-            self._threads.append(thread)
-            thread.start()
+    def client_sent(self, connection: _Connection, data: bytes) -> bool:
+        queries = connection.packets.feed(data) if self.mysql else 0
+        with self.counts.lock:
+            self.counts.round_trips += 1 if connection.replied else 0
+            self.counts.mysql_queries += queries
+        connection.replied = False
+        return False
 
-    def _pump(self, client: socket.socket, server: socket.socket) -> None:
-        selector = selectors.DefaultSelector()
-        selector.register(client, selectors.EVENT_READ)
-        selector.register(server, selectors.EVENT_READ)
-        replied = True  # the first client send is a round trip
-        packets = _MySQLPackets()
-        try:
-            while not self._stopped.is_set():
-                for key, _ in selector.select(timeout=0.2):
-                    source = key.fileobj
-                    assert isinstance(source, socket.socket)
-                    data = source.recv(65536)
-                    if not data:
-                        return
-                    if source is client:
-                        queries = packets.feed(data) if self.mysql else 0
-                        with self.counts.lock:
-                            self.counts.round_trips += 1 if replied else 0
-                            self.counts.mysql_queries += queries
-                        replied = False
-                        server.sendall(data)
-                    else:
-                        replied = True
-                        client.sendall(data)
-        except OSError:
-            return
-        finally:
-            selector.close()
-            client.close()
-            server.close()
+    def server_sent(self, connection: _Connection, data: bytes) -> None:
+        connection.replied = True
 
 
 class _MySQLPackets:

@@ -14,7 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psutil
 
@@ -85,6 +85,31 @@ class WorkerProcess:
                 child.kill()
 
 
+class _HarnessServices(Protocol):
+    db_url: str
+    redis_url: str
+    prefix: str
+    queue_prefix: str
+
+
+def worker_env(
+    harness: _HarnessServices, async_options: dict[str, Any], **broker: str
+) -> dict[str, str]:
+    """A worker process's environment: this one's, with the harness's services, async options
+    and ``broker`` (the backend's broker URL variable)."""
+    env = dict(os.environ)
+    env.update(
+        BEEORM_TEST_DB_URL=harness.db_url,
+        BEEORM_TEST_REDIS_URL=harness.redis_url,
+        BEEORM_TEST_PREFIX=harness.prefix,
+        BEEORM_TEST_ASYNC=json.dumps(async_options),
+        BEEORM_TEST_QUEUE_PREFIX=harness.queue_prefix,
+        PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
+        **broker,
+    )
+    return env
+
+
 @dataclass
 class CeleryHarness:
     """An engine, a Celery app wired to it, and worker processes sharing its database/prefix."""
@@ -123,21 +148,14 @@ class CeleryHarness:
     def env(
         self, release: str | None = None, async_options: dict[str, Any] | None = None
     ) -> dict[str, str]:
-        env = dict(os.environ)
+        env = worker_env(
+            self,
+            self.async_options if async_options is None else async_options,
+            BEEORM_TEST_BROKER_URL=self.broker_url,
+        )
         release = release or self.release
         if release:
             env["BEEORM_TEST_MODELS"] = release
-        env.update(
-            BEEORM_TEST_DB_URL=self.db_url,
-            BEEORM_TEST_REDIS_URL=self.redis_url,
-            BEEORM_TEST_PREFIX=self.prefix,
-            BEEORM_TEST_BROKER_URL=self.broker_url,
-            BEEORM_TEST_ASYNC=json.dumps(
-                self.async_options if async_options is None else async_options
-            ),
-            BEEORM_TEST_QUEUE_PREFIX=self.queue_prefix,
-            PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
-        )
         return env
 
     def start_worker(
@@ -256,17 +274,7 @@ class DramatiqHarness:
         return f"{self.prefix}-dq:{self.queue_prefix}{group}"
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            BEEORM_TEST_DB_URL=self.db_url,
-            BEEORM_TEST_REDIS_URL=self.redis_url,
-            BEEORM_TEST_PREFIX=self.prefix,
-            BEEORM_TEST_DRAMATIQ_BROKER_URL=self.broker_url,
-            BEEORM_TEST_ASYNC=json.dumps(self.async_options),
-            BEEORM_TEST_QUEUE_PREFIX=self.queue_prefix,
-            PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
-        )
-        return env
+        return worker_env(self, self.async_options, BEEORM_TEST_DRAMATIQ_BROKER_URL=self.broker_url)
 
     def start_worker(
         self,
