@@ -52,6 +52,7 @@ FAULT_KINDS = (
 )
 # InnoDB refreshes its INNODB_TRX snapshot only when nobody read it for 0.1s: poll slower.
 _PROBE_INTERVAL_S = 0.15
+_POOL_WAIT_S = 90.0  # for a worker's pool processes to exist (kill_child)
 _DEADLOCK_ATTEMPTS = 3
 _DEADLOCK_WAIT_S = 6.0
 _WORKER_VICTIM = "the worker was the victim"
@@ -118,12 +119,21 @@ class Faults:
     # --- workers
 
     def kill_child(self) -> None:
-        workers = [w for w in self.processes.live_workers() if w.pool_children()]
-        if not workers:
-            self.log.events.append("(no pool process to kill)")
-            return
-        worker = self.rng.choice(workers)
-        pid = worker.kill_one_child(self.rng)
+        # A worker started a moment ago (kill_worker's replacement, a Dramatiq worker replaced
+        # after the last kill_child) forks its pool only once it is up, which takes seconds on
+        # a loaded machine: wait for a pool process rather than skip the fault.
+        deadline = time.monotonic() + _POOL_WAIT_S
+        while True:
+            workers = [w for w in self.processes.live_workers() if w.pool_children()]
+            if workers:
+                worker = self.rng.choice(workers)
+                pid = worker.kill_one_child(self.rng)
+                if pid is not None:  # None: its pool went away between the two looks
+                    break
+            if time.monotonic() > deadline:
+                self.log.events.append(f"(no pool process to kill in {_POOL_WAIT_S:.0f}s)")
+                return
+            time.sleep(_PROBE_INTERVAL_S)
         self.log.note("kill_child", f"SIGKILL pool process {pid} of {worker.name}")
         if worker.killed:  # Dramatiq: the worker goes down with its process; replace it
             self.processes.start_worker(wait=False)

@@ -11,6 +11,7 @@ the group's position past it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -115,17 +116,19 @@ class Isolation:
             payload=payloads.get(str(head.id), b""),
             cause=cause_of(error),
         )
-        logger.error(
-            "async group %r: batch %s dead-lettered after %d attempt(s): %s %s",
-            self.group,
-            head.id,
-            failure.attempts,
-            dead.error_code,
-            dead.error,
-        )
-        self.dead_letters.store(dead)
-        self.invalidation.dead_lettered(head.operations, str(head.id))
-        return self._move_past(conn, cursor, str(head.id), epoch, report)
+
+        def stored() -> None:
+            logger.error(
+                "async group %r: batch %s dead-lettered after %d attempt(s): %s %s",
+                self.group,
+                head.id,
+                failure.attempts,
+                dead.error_code,
+                dead.error,
+            )
+            self.invalidation.dead_lettered(head.operations, str(head.id))
+
+        return self._move_past(conn, cursor, dead, epoch, report, stored)
 
     def malformed(
         self,
@@ -148,27 +151,28 @@ class Isolation:
             first = datetime.fromtimestamp(failure.first_failed_at, UTC)
             attempts = failure.attempts
         raw = fields.get(PAYLOAD_FIELD, b"")
-        logger.error(
-            "async group %r: malformed batch %s dead-lettered: %s", self.group, entry_id, error
+        dead = DeadLetter(
+            id=f"{self.group}/{entry_id}",
+            group=self.group,
+            batch_id=entry_id,
+            sql=[],
+            error_code=None,
+            error=f"malformed batch: {error}" if hold is None else str(error),
+            failed_at=now,
+            first_failed_at=first,
+            attempts=attempts,
+            malformed=not error.replayable,
+            payload=raw if isinstance(raw, bytes) else b"",
+            cause=dead_letter_cause(error),
+            signature=fields.get(SIGNATURE_FIELD),
         )
-        self.dead_letters.store(
-            DeadLetter(
-                id=f"{self.group}/{entry_id}",
-                group=self.group,
-                batch_id=entry_id,
-                sql=[],
-                error_code=None,
-                error=f"malformed batch: {error}" if hold is None else str(error),
-                failed_at=now,
-                first_failed_at=first,
-                attempts=attempts,
-                malformed=not error.replayable,
-                payload=raw if isinstance(raw, bytes) else b"",
-                cause=dead_letter_cause(error),
-                signature=fields.get(SIGNATURE_FIELD),
+
+        def stored() -> None:
+            logger.error(
+                "async group %r: malformed batch %s dead-lettered: %s", self.group, entry_id, error
             )
-        )
-        self._move_past(conn, cursor, entry_id, epoch, report)
+
+        self._move_past(conn, cursor, dead, epoch, report, stored)
 
     def _wait_or_give_up(self, batch_id: str, hold: Hold, error: BaseException) -> HeadFailure:
         """Raises ``TemporaryApplyError`` while the head batch keeps waiting for its fix."""
@@ -184,18 +188,37 @@ class Isolation:
         )
 
     def _move_past(
-        self, conn: Connection[Any], cursor: Cursor, batch_id: str, epoch: str, report: DrainReport
+        self,
+        conn: Connection[Any],
+        cursor: Cursor,
+        dead: DeadLetter,
+        epoch: str,
+        report: DrainReport,
+        stored: Callable[[], None],
     ) -> Outcome:
+        """Store ``dead`` and move the group's position past its batch, as one step for every
+        other worker: the dead letter is stored while this worker holds the group's row lock,
+        and the position moves in the same transaction. A dead letter is never visible (and
+        replayable) while another worker could still apply its batch: a replay could otherwise
+        run next to the original (a duplicate key), or the original's failure be stored again
+        after the replay took the dead letter away."""
+        batch_id = dead.batch_id
         conn.begin()
         locked = position.lock(conn, cursor, self.group)
         if locked is None:
-            return Outcome.BUSY  # the dead letter is stored; whoever holds the group moves on
+            return Outcome.BUSY  # whoever holds the group meets the batch and dead-letters it
         db_epoch, at = locked
         if db_epoch == epoch and not after(batch_id, at):
-            conn.rollback()
+            conn.rollback()  # another worker moved past it already (and stored what it found)
         else:
             pending = max(0, self.log.last_length - 1)
             position.advance(cursor, self.group, epoch, batch_id, 0, 0, pending)
+            try:
+                self.dead_letters.store(dead)
+                stored()
+            except BaseException:
+                conn.rollback()  # not past it: the next attempt meets the batch again
+                raise
             conn.commit()
         self.log.trim_through(batch_id, hold_trigger=True)
         self.log.clear_failure()

@@ -120,7 +120,7 @@ def classify(error: BaseException) -> ErrorClass:
     if isinstance(error, redis.RedisError | ConnectionError | TimeoutError):
         return ErrorClass.TEMPORARY  # the log or the lock is out of reach: nothing was decided
     code = error_code(error)
-    if code is None:
+    if not code:  # None, or PyMySQL's 0 ("InterfaceError(0, '')": the connection is closed)
         if isinstance(error, pymysql.err.InterfaceError | pymysql.err.OperationalError):
             return ErrorClass.TEMPORARY  # a link broken before the server could answer
         return ErrorClass.UNKNOWN

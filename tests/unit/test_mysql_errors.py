@@ -31,6 +31,7 @@ def test_no_code_is_both_temporary_and_permanent():
         (pymysql.err.DataError(1406, "Data too long"), ErrorClass.PERMANENT),
         (pymysql.err.InternalError(1031, "Table storage engine can't"), ErrorClass.UNKNOWN),
         (pymysql.err.InterfaceError("(0, '')"), ErrorClass.TEMPORARY),
+        (pymysql.err.InterfaceError(0, ""), ErrorClass.TEMPORARY),  # as PyMySQL raises it
         (redis.ConnectionError("log out of reach"), ErrorClass.TEMPORARY),
         (ValueError("a bug"), ErrorClass.UNKNOWN),
     ],
