@@ -7,13 +7,12 @@ BEEORM_TEST_PREFIX, BEEORM_TEST_ASYNC), plus BEEORM_TEST_DRAMATIQ_BROKER_URL (``
 
 from __future__ import annotations
 
-import json
 import os
 
 import dramatiq
 
 from beeorm_celery.dramatiq import broker_from_url, install
-from tests.support.worker_app import build_engine
+from tests.support.worker_app import engine_from_env
 
 
 def build_broker(url: str, prefix: str) -> dramatiq.Broker:
@@ -22,12 +21,7 @@ def build_broker(url: str, prefix: str) -> dramatiq.Broker:
 
 
 if "BEEORM_TEST_DRAMATIQ_BROKER_URL" in os.environ:
-    engine = build_engine(
-        os.environ["BEEORM_TEST_DB_URL"],
-        os.environ["BEEORM_TEST_REDIS_URL"],
-        os.environ["BEEORM_TEST_PREFIX"],
-        json.loads(os.environ.get("BEEORM_TEST_ASYNC", "{}")),
-    )
+    engine = engine_from_env()
     broker = build_broker(
         os.environ["BEEORM_TEST_DRAMATIQ_BROKER_URL"], os.environ["BEEORM_TEST_PREFIX"]
     )

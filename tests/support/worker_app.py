@@ -42,6 +42,17 @@ def build_engine(
     return registry.validate()
 
 
+def engine_from_env() -> Engine:
+    """The engine a worker process builds from what ``workers.worker_env`` gave it."""
+    return build_engine(
+        os.environ["BEEORM_TEST_DB_URL"],
+        os.environ["BEEORM_TEST_REDIS_URL"],
+        os.environ["BEEORM_TEST_PREFIX"],
+        json.loads(os.environ.get("BEEORM_TEST_ASYNC", "{}")),
+        entities_named(os.environ.get("BEEORM_TEST_MODELS")),
+    )
+
+
 def build_app(broker_url: str, prefix: str) -> Celery:
     app = Celery("beeorm_test_worker")
     app.conf.update(
@@ -55,12 +66,6 @@ def build_app(broker_url: str, prefix: str) -> Celery:
 
 
 if "BEEORM_TEST_BROKER_URL" in os.environ:
-    engine = build_engine(
-        os.environ["BEEORM_TEST_DB_URL"],
-        os.environ["BEEORM_TEST_REDIS_URL"],
-        os.environ["BEEORM_TEST_PREFIX"],
-        json.loads(os.environ.get("BEEORM_TEST_ASYNC", "{}")),
-        entities_named(os.environ.get("BEEORM_TEST_MODELS")),
-    )
+    engine = engine_from_env()
     app = build_app(os.environ["BEEORM_TEST_BROKER_URL"], os.environ["BEEORM_TEST_PREFIX"])
     install(app, engine, queue_prefix=os.environ.get("BEEORM_TEST_QUEUE_PREFIX", "beeorm."))
