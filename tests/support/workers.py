@@ -14,7 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import psutil
 
@@ -85,16 +85,21 @@ class WorkerProcess:
                 child.kill()
 
 
-class _HarnessServices(Protocol):
+@dataclass
+class Harness:
+    """What both backends' harnesses are made of (positional, in this order)."""
+
     db_url: str
     redis_url: str
+    broker_url: str
     prefix: str
-    queue_prefix: str
+    tmp_path: Path
+    async_options: dict[str, Any] = field(default_factory=dict)
+    queue_prefix: str = "beeorm."
+    workers: list[WorkerProcess] = field(default_factory=list)
 
 
-def worker_env(
-    harness: _HarnessServices, async_options: dict[str, Any], **broker: str
-) -> dict[str, str]:
+def worker_env(harness: Harness, async_options: dict[str, Any], **broker: str) -> dict[str, str]:
     """A worker process's environment: this one's, with the harness's services, async options
     and ``broker`` (the backend's broker URL variable)."""
     env = dict(os.environ)
@@ -111,17 +116,9 @@ def worker_env(
 
 
 @dataclass
-class CeleryHarness:
+class CeleryHarness(Harness):
     """An engine, a Celery app wired to it, and worker processes sharing its database/prefix."""
 
-    db_url: str
-    redis_url: str
-    broker_url: str
-    prefix: str
-    tmp_path: Path
-    async_options: dict[str, Any] = field(default_factory=dict)
-    queue_prefix: str = "beeorm."
-    workers: list[WorkerProcess] = field(default_factory=list)
     release: str | None = None  # worker_app.entities_named: the entities of engine and workers
     backend = "celery"
 
@@ -225,20 +222,12 @@ class CeleryHarness:
 
 
 @dataclass
-class DramatiqHarness:
+class DramatiqHarness(Harness):
     """An engine, a Dramatiq broker wired to it (this process is a producer), and ``dramatiq``
     worker processes running ``tests.support.dramatiq_app`` on the same database/prefix.
 
     ``concurrency`` n means n worker threads: ``max(1, n // 2)`` processes of 2 threads."""
 
-    db_url: str
-    redis_url: str
-    broker_url: str
-    prefix: str
-    tmp_path: Path
-    async_options: dict[str, Any] = field(default_factory=dict)
-    queue_prefix: str = "beeorm."
-    workers: list[WorkerProcess] = field(default_factory=list)
     backend = "dramatiq"
 
     def __post_init__(self) -> None:
