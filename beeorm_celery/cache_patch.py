@@ -269,18 +269,33 @@ local function bo_write(plan, ov, ids, out)
   local a = plan.i
   for _ = 1, plan.ni do
     local prefix, pkey, id = ARGV[a], ARGV[a + 1], ids[tonumber(ARGV[a + 2])]
-    local rows = {}
+    -- the run's markers go straight into its table's list (what mark() appends, in order)
+    local fields, f = nil, 0
+    if id then
+      fields = markers[pkey]
+      if not fields then
+        fields = {}
+        markers[pkey] = fields
+      end
+      f = #fields
+    end
+    local rows, n = {}, 0
     local r = a + 4
     for eid in string.gmatch(ARGV[a + 3], '[^,]+') do
       local ekey = prefix .. eid
-      rows[#rows + 1] = ekey
       if seen then seen[ekey] = nil end
-      rows[#rows + 1] = ARGV[r]
+      rows[n + 1] = ekey
+      rows[n + 2] = ARGV[r]
+      n = n + 2
       r = r + 1
-      if id then mark(pkey, eid, id) end
+      if fields then
+        fields[f + 1] = eid
+        fields[f + 2] = id
+        f = f + 2
+      end
     end
-    for i = 1, #rows, 1000 do
-      redis.call('MSET', unpack(rows, i, math.min(#rows, i + 999)))
+    for i = 1, n, 1000 do
+      redis.call('MSET', unpack(rows, i, math.min(n, i + 999)))
     end
     a = r
   end
