@@ -238,7 +238,11 @@ local function bo_check(plan)
         -- held by another row: the caller checks that row still has the value (its cached
         -- row goes back: a stale claim, left by an edit from a stale copy, may be taken over)
         bo_fill_hints(plan, {})  -- what MySQL said stays known, refused or not
-        return {'!', 'dup', key, cur, redis.call('GET', ARGV[c + 3] .. cur) or ''}
+        -- with the holder's pending marker: an uncached holder with nothing pending is
+        -- checked against MySQL by the caller
+        local pending = string.gsub(ARGV[c + 3], ':e:[^:]*:$', ':p')
+        return {'!', 'dup', key, cur, redis.call('GET', ARGV[c + 3] .. cur) or '',
+                redis.call('HGET', pending, cur) or ''}
       end
     elseif cur == nil or cur == id then
       ov[key] = '-'
@@ -324,9 +328,12 @@ local function bo_write(plan, ov, ids, out)
         else
           redis.call('DEL', ekey)
         end
-      elseif g > 0 and cur ~= '-' and ARGV[a + 7] ~= '' then
+      elseif g > 0 and cur ~= '-' and ARGV[a + 7] ~= ''
+          and not redis.call('HGET', pkey, ARGV[a + 4]) then
         -- Nothing to patch (evicted, cleared): the caller's row, so this process and others
         -- read their writes, marked provisional: the worker drops it once MySQL has the row.
+        -- Not while another batch for the row is pending: the caller's copy may predate it,
+        -- and a stale row here would make that batch's unique claims look abandoned.
         redis.call('SET', ekey, ARGV[a + 7])
         prov = true
       elseif not cur then

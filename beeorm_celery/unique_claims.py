@@ -98,7 +98,7 @@ def run_checked(
         if not (isinstance(result, list) and result and result[0] == REFUSED):
             return result
         reason = result[1]
-        if reason == b"dup" and _holder_moved(plan, result):
+        if reason == b"dup" and _holder_moved(mysql, plan, result):
             plan.steal[result[2].decode()] = result[3].decode()
             continue
         if reason == b"unknown":
@@ -119,15 +119,25 @@ def run_checked(
     raise AssertionError("the flush script kept asking for unique values it was given")
 
 
-def _holder_moved(plan: CachePlan, result: list[Any]) -> bool:
+def _holder_moved(mysql: Mapping[str, MySQLPool], plan: CachePlan, result: list[Any]) -> bool:
     """Whether the row a unique key names holds other values now (or is deleted), judged by
-    its cached row: then the key is a stale claim (left by an edit from a stale copy)."""
+    its cached row: then the key is a stale claim (left by an edit from a stale copy).
+
+    A holder that is not cached is judged by MySQL when no batch of it is pending (MySQL is
+    its truth then); with one pending, nobody can tell yet, and the claim stands."""
     raw = result[4] if len(result) > 4 else b""
     if raw == TOMBSTONE:
         return True
-    if not raw or raw == STALE:
-        return False  # not cached: the claim stands
     key = result[2].decode()
+    if not raw or raw == STALE:
+        pending = result[5] if len(result) > 5 else b""
+        if pending or plan.hints.get(key) == result[3].decode():
+            return False  # a batch of it is pending, or MySQL named it in this flush already
+        try:
+            holder = lookup_holders(mysql, plan, [key]).get(key, "-")
+        except (pymysql.MySQLError, OSError):
+            return False  # cannot tell: the claim stands
+        return holder == "-"  # free in MySQL: the claim was left by a stale copy
     schema, index, _ = plan.unique_labels[key]
     try:
         row = decode_row(schema, raw)

@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from beeorm_celery import DuplicateKeyError, ValidationError, consume_async_flush_events
@@ -43,6 +43,7 @@ def producers(make_engine: Any) -> list[Any]:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(ops=st.lists(operation, min_size=1, max_size=30))
+@example(ops=[("rename", 0, 0, "d"), ("clear", 0, 0), ("value", 1, 0, 1), ("rename", 0, 1, "d")])
 def test_two_producers_converge_with_mysql(producers: list[Any], ops: list[Any]) -> None:
     engines = producers
     tag = f"x{uuid.uuid4().hex[:8]}-"  # each example its own rows and names
