@@ -5,7 +5,7 @@ a migration): it drops the rows' entity keys (rows, tombstones and "missing" mar
 unique-index keys of their values (as cached and as in MySQL), their entries in cached
 reference and all-ids lists, and the rows in every process's local cache. Pending markers stay:
 they protect batches still queued; so do the unique-index keys of a row with a batch queued
-(its claims are decided; MySQL does not know them yet).
+(its claims are decided; MySQL does not know them yet), and the tombstone of a queued delete.
 
 ``verify_cache`` reads both sides and returns what differs. Rows with a batch pending are
 skipped (MySQL lags the cache by design until the worker applied it).
@@ -90,8 +90,12 @@ def clear_cache(engine: Engine, schema: EntitySchema, ids: Iterable[int]) -> int
             pipe = client.pipeline(transaction=False)
             for entity_id, raw, marker in zip(chunk, cached, pending, strict=True):
                 states = [s for s in (_decoded(schema, raw), in_mysql.get(entity_id)) if s]
-                pipe.delete(keys.entity(schema, entity_id))
-                touched += 1
+                # A queued delete's tombstone stays: MySQL still has the row, and without the
+                # tombstone an edit from an old copy would be accepted and claim values for a
+                # row that is about to go.
+                if not (marker is not None and raw == TOMBSTONE):
+                    pipe.delete(keys.entity(schema, entity_id))
+                    touched += 1
                 # A batch still queued claimed its unique values in the cache, and MySQL does
                 # not have them yet: dropping the claims would let another flush take them.
                 for index in schema.unique_indexes.values() if marker is None else ():
