@@ -129,8 +129,12 @@ def _holder_moved(mysql: Mapping[str, MySQLPool], plan: CachePlan, result: list[
     if raw == TOMBSTONE:
         return True
     key = result[2].decode()
+    pending = result[5] if len(result) > 5 else b""
+    if pending.endswith(b"+"):
+        # A provisional row was written from a caller's copy (nothing was cached to patch):
+        # only its changed columns are known to be true, so it cannot tell who holds a value.
+        return False
     if not raw or raw == STALE:
-        pending = result[5] if len(result) > 5 else b""
         if pending or plan.hints.get(key) == result[3].decode():
             return False  # a batch of it is pending, or MySQL named it in this flush already
         try:

@@ -45,6 +45,15 @@ def producers(make_engine: Any) -> list[Any]:
 @given(ops=st.lists(operation, min_size=1, max_size=30))
 @example(ops=[("rename", 0, 0, "d"), ("clear", 0, 0), ("value", 1, 0, 1), ("rename", 0, 1, "d")])
 @example(ops=[("delete", 0, 2), ("clear", 0, 2), ("rename", 1, 2, "d"), ("rename", 0, 0, "d")])
+@example(
+    ops=[
+        ("clear", 0, 2),
+        ("rename", 0, 2, "d"),
+        ("drain", 0),
+        ("value", 1, 2, 1),
+        ("rename", 0, 0, "d"),
+    ]
+)
 def test_two_producers_converge_with_mysql(producers: list[Any], ops: list[Any]) -> None:
     engines = producers
     tag = f"x{uuid.uuid4().hex[:8]}-"  # each example its own rows and names
