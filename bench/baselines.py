@@ -12,6 +12,7 @@ last row in MySQL.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -83,28 +84,50 @@ def _raw_once(harness: Harness, rows: int, per_transaction: int) -> dict[str, An
 
 
 def naive_celery(harness: Harness, rows: int, concurrency: int = 2) -> dict[str, Any]:
+    """One Celery task per row, one autocommit INSERT each."""
+    task = harness.naive_task
+    return naive_run(
+        harness,
+        rows,
+        concurrency,
+        lambda row: task.apply_async(args=(row,), queue=NAIVE_QUEUE),
+        what="naive rows",
+        prefetch=4,
+    )
+
+
+def naive_run(
+    harness: Harness,
+    rows: int,
+    concurrency: int,
+    publish: Callable[[list[Any]], object],
+    *,
+    what: str,
+    prefetch: int | None = None,
+) -> dict[str, Any]:
+    """A naive baseline: ``publish(row)`` sends one message per row to a worker on the naive
+    queue; timed from the first publish to the last row in MySQL."""
     with harness.db().cursor() as cursor:
         cursor.execute(f"TRUNCATE TABLE `{models.NAIVE_TABLE}`")
     harness.refresh_lock()
-    worker = harness.launcher.start([NAIVE_QUEUE], concurrency, prefetch=4, label="naive")
+    worker = harness.launcher.start([NAIVE_QUEUE], concurrency, prefetch=prefetch, label="naive")
     # JSON-friendly arguments, made before the clock starts
     args = [
         [str(v) if not isinstance(v, int | str) else v for v in models.sql_row(_FIRST_ID + i, i)]
         for i in range(rows)
     ]
-    task = harness.naive_task
     try:
         with frozen_heap():
             worker_cpu = worker.cpu_seconds()
             start = time.perf_counter()
             for row in args:
-                task.apply_async(args=(row,), queue=NAIVE_QUEUE)
+                publish(row)
             published = time.perf_counter()
             wait_until(
                 lambda: harness.count(models.NAIVE_TABLE) >= rows,
                 timeout_s=60 + rows / 50,
                 interval_s=0.02,
-                what=f"{rows} naive rows",
+                what=f"{rows} {what}",
             )
             elapsed = time.perf_counter() - start
             worker_cpu = worker.cpu_seconds() - worker_cpu

@@ -11,7 +11,6 @@ actor message per row, as the Celery one sends one task per row.
 from __future__ import annotations
 
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,13 +22,12 @@ import dramatiq
 from dramatiq import Message
 
 from beeorm_celery.dramatiq import broker_from_url, install
-from bench import memory, models, throughput
-from bench.baselines import _FIRST_ID
+from bench import memory, throughput
+from bench.baselines import naive_run
 from bench.celery_app import NAIVE_QUEUE, NAIVE_TASK
 from bench.dramatiq_worker_app import namespace
-from bench.harness import BenchError, CountingWaker, Harness, frozen_heap, wait_until
+from bench.harness import CountingWaker, Harness
 from bench.settings import Sizes
-from bench.stats import per_s
 from bench.workers import REPO, Worker
 
 
@@ -145,38 +143,10 @@ def naive_dramatiq(
     harness: Harness, broker: dramatiq.Broker, rows: int, concurrency: int = 2
 ) -> dict[str, Any]:
     """One actor message per row, one autocommit INSERT each: ``naive_celery``'s twin."""
-    with harness.db().cursor() as cursor:
-        cursor.execute(f"TRUNCATE TABLE `{models.NAIVE_TABLE}`")
-    harness.refresh_lock()
-    worker = harness.launcher.start([NAIVE_QUEUE], concurrency, label="naive")
-    args = [
-        [str(v) if not isinstance(v, int | str) else v for v in models.sql_row(_FIRST_ID + i, i)]
-        for i in range(rows)
-    ]
-    try:
-        with frozen_heap():
-            worker_cpu = worker.cpu_seconds()
-            start = time.perf_counter()
-            for row in args:
-                broker.enqueue(Message(NAIVE_QUEUE, NAIVE_TASK, (row,), {}, {}))
-            published = time.perf_counter()
-            wait_until(
-                lambda: harness.count(models.NAIVE_TABLE) >= rows,
-                timeout_s=60 + rows / 50,
-                interval_s=0.02,
-                what=f"{rows} naive rows through Dramatiq",
-            )
-            elapsed = time.perf_counter() - start
-            worker_cpu = worker.cpu_seconds() - worker_cpu
-    except BenchError as e:
-        raise BenchError(f"{e}\nworker log:\n{worker.log_tail()}") from None
-    finally:
-        worker.stop()
-    return {
-        "rows": rows,
-        "workers": concurrency,
-        "elapsed_s": elapsed,
-        "publish_s": published - start,
-        "rows_per_s": per_s(rows, elapsed),
-        "worker_cpu_us_per_row": worker_cpu * 1e6 / rows,
-    }
+    return naive_run(
+        harness,
+        rows,
+        concurrency,
+        lambda row: broker.enqueue(Message(NAIVE_QUEUE, NAIVE_TASK, (row,), {}, {})),
+        what="naive rows through Dramatiq",
+    )
