@@ -11,11 +11,9 @@ actor message per row, as the Celery one sends one task per row.
 from __future__ import annotations
 
 import sys
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import dramatiq
@@ -28,52 +26,24 @@ from bench.celery_app import NAIVE_QUEUE, NAIVE_TASK
 from bench.dramatiq_worker_app import namespace
 from bench.harness import CountingWaker, Harness
 from bench.settings import Sizes
-from bench.workers import REPO, Worker
+from bench.workers import WorkerLauncher
 
 
 @dataclass
-class DramatiqLauncher:
-    """``WorkerLauncher``'s interface, starting ``dramatiq`` workers."""
+class DramatiqLauncher(WorkerLauncher):
+    """``WorkerLauncher`` starting ``dramatiq`` workers."""
 
-    env: dict[str, str]
-    scratch: Path
-    started: list[Worker] = field(default_factory=list)
+    name_prefix = "dramatiq-"
+    extra_env: dict[str, str] = field(default_factory=lambda: {"BENCH_DRAMATIQ_WORKER": "1"})
 
-    def start(
-        self,
-        queues: list[str],
-        concurrency: int,
-        *,
-        prefetch: int | None = None,
-        label: str = "worker",
-        wait: bool = True,
-    ) -> Worker:
-        import subprocess
-
-        name = f"dramatiq-{label}-{uuid.uuid4().hex[:6]}"
-        log_path = self.scratch / f"{name}.log"
-        ready_path = self.scratch / f"{name}.ready"
-        command = [
+    def command(
+        self, name: str, queues: list[str], concurrency: int, prefetch: int | None
+    ) -> list[str]:
+        # prefetch: Dramatiq's default (twice the threads) for the apply and the naive actor
+        return [
             sys.executable, "-m", "dramatiq", "bench.dramatiq_worker_app",
             "--processes", str(concurrency), "--threads", "1", "--queues", *queues,
         ]  # fmt: skip
-        # prefetch: Dramatiq's default (twice the threads) for the apply and the naive actor
-        env = dict(self.env, BENCH_READY_FILE=str(ready_path), BENCH_DRAMATIQ_WORKER="1")
-        with open(log_path, "wb") as log_file:
-            process = subprocess.Popen(
-                command, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT
-            )
-        worker = Worker(process, log_path, ready_path, None)
-        self.started.append(worker)
-        if wait:
-            worker.wait_ready()
-        return worker
-
-    def stop_all(self) -> None:
-        for worker in self.started:
-            if worker.process.poll() is None:
-                worker.stop()
-        self.started.clear()
 
 
 @contextmanager
@@ -94,7 +64,7 @@ def dramatiq_backend(harness: Harness) -> Iterator[dramatiq.Broker]:
         wakers.detach(dramatiq_waker)
         harness.publisher = CountingWaker(dramatiq_waker)
         wakers.attach(harness.publisher)
-        harness.launcher = launcher  # type: ignore[assignment]
+        harness.launcher = launcher
         yield broker
     finally:
         launcher.stop_all()

@@ -124,6 +124,22 @@ class WorkerLauncher:
     scratch: Path
     profile_dir: Path | None = None
     started: list[Worker] = field(default_factory=list)
+    name_prefix = ""
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def command(
+        self, name: str, queues: list[str], concurrency: int, prefetch: int | None
+    ) -> list[str]:
+        """The worker's command line (a subclass starts another kind of worker)."""
+        command = [
+            sys.executable, "-m", "celery", "-A", "bench.worker_app", "worker",
+            "-Q", ",".join(queues), "-c", str(concurrency), "-n", f"{name}@%h",
+            "--pool", "prefork", "--loglevel", "WARNING",
+            "--without-mingle", "--without-gossip", "--without-heartbeat",
+        ]  # fmt: skip
+        if prefetch is not None:
+            command += ["--prefetch-multiplier", str(prefetch)]
+        return command
 
     def start(
         self,
@@ -135,17 +151,10 @@ class WorkerLauncher:
         wait: bool = True,
     ) -> Worker:
         """A worker on ``queues``; with ``wait`` (default) only once it consumes."""
-        name = f"{label}-{uuid.uuid4().hex[:6]}"
+        name = f"{self.name_prefix}{label}-{uuid.uuid4().hex[:6]}"
         log_path = self.scratch / f"{name}.log"
         ready_path = self.scratch / f"{name}.ready"
-        command = [
-            sys.executable, "-m", "celery", "-A", "bench.worker_app", "worker",
-            "-Q", ",".join(queues), "-c", str(concurrency), "-n", f"{name}@%h",
-            "--pool", "prefork", "--loglevel", "WARNING",
-            "--without-mingle", "--without-gossip", "--without-heartbeat",
-        ]  # fmt: skip
-        if prefetch is not None:
-            command += ["--prefetch-multiplier", str(prefetch)]
+        command = self.command(name, queues, concurrency, prefetch)
         profile_path = None
         if self.profile_dir is not None:
             py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent))
@@ -156,7 +165,7 @@ class WorkerLauncher:
                 py_spy, "record", "--subprocesses", "--rate", "200", "--format", "raw",
                 "--output", str(profile_path), "--", *command,
             ]  # fmt: skip
-        env = dict(self.env, BENCH_READY_FILE=str(ready_path))
+        env = dict(self.env, BENCH_READY_FILE=str(ready_path), **self.extra_env)
         with open(log_path, "wb") as log_file:  # the child keeps its own descriptor
             process = subprocess.Popen(
                 command, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT
