@@ -426,18 +426,45 @@ return 0
 # set, unless a later batch set them again. An entry missing now, or provisional (a marker
 # ending in '+': written from a caller's copy), gets a short stale mark instead, so the next
 # read loads MySQL, and a reader whose SELECT ran before the COMMIT cannot cache the old row.
-# KEYS: per row (pending hash, entity key); ARGV: the batch id, then per row its id.
+# ARGV: the batch id, then per table its pending hash, its entity-key prefix and 'id,id,...'.
+# One HMGET, one EXISTS and one HDEL per table (a SET per row only where an entry is missing or
+# provisional): the worker runs this after every COMMIT, so its cost per row is the applier's.
 RELEASE_SCRIPT = (
     LUA_HELPERS
     + """
-for i = 1, #KEYS, 2 do
-  local id = ARGV[(i + 1) / 2 + 1]
-  local m = redis.call('HGET', KEYS[i], id)
-  if m and bo_stream_le(m, ARGV[1]) then
-    redis.call('HDEL', KEYS[i], id)
-    if string.byte(m, -1) == 43 or redis.call('EXISTS', KEYS[i + 1]) == 0 then
-      redis.call('SET', KEYS[i + 1], '?', 'EX', STALE_TTL)
+local through = ARGV[1]
+local applied = {}  -- marker -> whether it is at or before ``through`` (rows share batches)
+for t = 2, #ARGV, 3 do
+  local pkey, prefix = ARGV[t], ARGV[t + 1]
+  local ids = {}
+  for id in string.gmatch(ARGV[t + 2], '[^,]+') do ids[#ids + 1] = id end
+  for s = 1, #ids, 1000 do
+    local part = {unpack(ids, s, math.min(#ids, s + 999))}
+    local marks = redis.call('HMGET', pkey, unpack(part))
+    local done, kept = {}, {}
+    for i = 1, #part do
+      local m = marks[i]
+      if m then
+        local ok = applied[m]
+        if ok == nil then
+          ok = bo_stream_le(m, through)
+          applied[m] = ok
+        end
+        if ok then
+          done[#done + 1] = part[i]
+          if string.byte(m, -1) == 43 then
+            redis.call('SET', prefix .. part[i], '?', 'EX', STALE_TTL)
+          else
+            kept[#kept + 1] = prefix .. part[i]
+          end
+        end
+      end
     end
+    -- the common case, every entry still cached, is one EXISTS; else a SET NX per row
+    if #kept > 0 and redis.call('EXISTS', unpack(kept)) < #kept then
+      for _, key in ipairs(kept) do redis.call('SET', key, '?', 'NX', 'EX', STALE_TTL) end
+    end
+    if #done > 0 then redis.call('HDEL', pkey, unpack(done)) end
   end
 end
 return 0
@@ -650,13 +677,23 @@ def fill_rows(engine: Engine, schema: EntitySchema, rows: dict[int, bytes | None
 
 def release_pending(engine: Engine, ops: Sequence[Operation], through_batch: str) -> None:
     """After the worker applied (or dead-lettered) batches through ``through_batch``."""
-    by_pool: dict[str, tuple[list[str], list[Any]]] = {}
+    # pool -> table -> (pending hash, entity-key prefix, ids in order, each once)
+    by_pool: dict[str, dict[str, tuple[str, str, dict[int, None]]]] = {}
     for op in ops:
-        pool = op.schema.options.redis_cache
+        schema = op.schema
+        pool = schema.options.redis_cache
         if pool is None:
             continue
-        keys, args = by_pool.setdefault(pool, ([], [through_batch]))
-        keys += [engine.keys.pending(op.schema), engine.keys.entity(op.schema, op.id)]
-        args.append(op.id)
-    for pool, (keys, args) in by_pool.items():
-        script(engine.redis(pool), RELEASE_SCRIPT)(keys=keys, args=args)
+        tables = by_pool.get(pool)
+        if tables is None:
+            tables = by_pool[pool] = {}
+        table = tables.get(schema.table)
+        if table is None:
+            prefix = engine.keys.entity(schema, 0)[:-1]
+            table = tables[schema.table] = (engine.keys.pending(schema), prefix, {})
+        table[2][op.id] = None
+    for pool, tables in by_pool.items():
+        args: list[Any] = [through_batch]
+        for pending, prefix, ids in tables.values():
+            args += (pending, prefix, ",".join(map(str, ids)))
+        script(engine.redis(pool), RELEASE_SCRIPT)(args=args)

@@ -84,6 +84,16 @@ class ColumnType:
         """An expression computing ``to_json`` of a non-NULL stored value."""
         return f"{t}.to_json({v})"
 
+    def json_decode_source(self, x: str, t: str) -> tuple[str, str] | None:
+        """(check, expression) for the compiled batch decoder: for a JSON value ``x`` the check
+        accepts, the expression equals ``validate(from_json(x))`` (it may raise; the decoder then
+        takes the full path, which names the problem). None: ``from_json`` then ``validate``."""
+        return None
+
+    def sql_literal_source(self, v: str, t: str) -> str:
+        """An expression computing ``sql_literal`` of a non-NULL stored value."""
+        return f"{t}.sql_literal({v})"
+
     def from_json(self, raw: Any) -> Any:
         """The value from its JSON form (a cached row, a queued batch), or InvalidValue.
 
@@ -117,6 +127,12 @@ class IntType(ColumnType):
     def fast_check_source(self, v: str, t: str) -> str:
         return f"type({v}) is int and {_BIGINT_MIN} <= {v} <= {_BIGINT_MAX}"
 
+    def json_decode_source(self, x: str, t: str) -> tuple[str, str]:
+        return self.fast_check_source(x, t), x
+
+    def sql_literal_source(self, v: str, t: str) -> str:
+        return f"str({v})"
+
     def json_source(self, v: str, t: str) -> str:
         return v
 
@@ -143,6 +159,12 @@ class BoolType(ColumnType):
 
     def fast_check_source(self, v: str, t: str) -> str:
         return f"type({v}) is bool"
+
+    def json_decode_source(self, x: str, t: str) -> tuple[str, str]:
+        return f"type({x}) is bool", x
+
+    def sql_literal_source(self, v: str, t: str) -> str:
+        return f"('1' if {v} else '0')"
 
     def json_source(self, v: str, t: str) -> str:
         return v
@@ -171,6 +193,9 @@ class FloatType(ColumnType):
 
     def fast_check_source(self, v: str, t: str) -> str:
         return f"type({v}) is float and _isfinite({v})"
+
+    def json_decode_source(self, x: str, t: str) -> tuple[str, str]:
+        return self.fast_check_source(x, t), x
 
     def json_source(self, v: str, t: str) -> str:
         return v
@@ -218,6 +243,12 @@ class DecimalType(ColumnType):
         return format(value, "f")
 
     def json_source(self, v: str, t: str) -> str:
+        return f"format({v}, 'f')"
+
+    def json_decode_source(self, x: str, t: str) -> tuple[str, str]:
+        return f"type({x}) is str", f"{t}.validate(_Decimal({x}))"
+
+    def sql_literal_source(self, v: str, t: str) -> str:
         return f"format({v}, 'f')"
 
     def validate(self, value: Any) -> Decimal:
@@ -298,6 +329,12 @@ class StringType(ColumnType):
     def json_source(self, v: str, t: str) -> str:
         return v
 
+    def json_decode_source(self, x: str, t: str) -> tuple[str, str]:
+        return self.fast_check_source(x, t), x
+
+    def sql_literal_source(self, v: str, t: str) -> str:
+        return f'("\'" + _escape_string({v}) + "\'")'
+
     def validate(self, value: Any) -> str:
         if not isinstance(value, str):
             raise self._wrong_type(value)
@@ -369,6 +406,12 @@ class DateType(ColumnType):
     def json_source(self, v: str, t: str) -> str:
         return f"{v}.isoformat()"
 
+    def json_decode_source(self, x: str, t: str) -> tuple[str, str]:
+        return f"type({x}) is str", f"{t}.validate(_date.fromisoformat({x}))"
+
+    def sql_literal_source(self, v: str, t: str) -> str:
+        return f'("\'" + {v}.isoformat() + "\'")'
+
     def validate(self, value: Any) -> date:
         if isinstance(value, datetime) or not isinstance(value, date):
             raise self._wrong_type(value)
@@ -400,6 +443,12 @@ class DateTimeType(ColumnType):
 
     def json_source(self, v: str, t: str) -> str:
         return f"{v}.isoformat()"
+
+    def json_decode_source(self, x: str, t: str) -> tuple[str, str]:
+        return f"type({x}) is str", f"{t}.validate(_datetime.fromisoformat({x}))"
+
+    def sql_literal_source(self, v: str, t: str) -> str:
+        return f"(\"'\" + {v}.isoformat(' ') + \"'\")"
 
     def validate(self, value: Any) -> datetime:
         if not isinstance(value, datetime):

@@ -13,6 +13,12 @@ is true only for a value ``validate`` would return unchanged (an ASCII ``str`` w
 ``max_length``, an ``int`` within BIGINT...). Any other value, including every invalid one,
 takes the column's full path (``ColumnType.validate`` and the required / NOT NULL rules),
 which stores the normalised value back on the entity or raises ``ValidationError`` as before.
+
+The worker's side is compiled the same way: ``decode_row`` turns an INSERT's JSON row (in this
+worker's column order) into stored values, and ``sql_row`` a row's stored values into its SQL
+tuple. ``decode_row`` only takes the JSON values its column types accept at a glance
+(``ColumnType.json_decode_source``) and answers None, or raises, for anything else: the caller
+then decodes the row the full way, which names what is wrong (``asyncflush.batch``).
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ import base64
 import math
 from collections.abc import Callable
 from datetime import date, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from pymysql.converters import escape_string
 
 from beeorm_celery.columns import InvalidValue
 from beeorm_celery.errors import ValidationError
@@ -41,10 +49,14 @@ _HELPERS: dict[str, Any] = {
     "_date": date,
     "_datetime": datetime,
     "_EMPTY": ("", b""),
+    "_Decimal": Decimal,
+    "_escape_string": escape_string,
 }
 
 Validator = Callable[["Entity"], tuple[dict[str, Any], bytes]]
 Encoder = Callable[[dict[str, Any]], bytes]
+RowDecoder = Callable[[list[Any]], "dict[str, Any] | None"]
+SqlRow = Callable[[int, dict[str, Any]], str]
 
 
 def _full_path(schema: EntitySchema, column: Column) -> Callable[[Entity, Any], Any]:
@@ -113,6 +125,43 @@ def _encoder_source(schema: EntitySchema) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _decoder_source(schema: EntitySchema) -> str:
+    columns = schema.data_columns
+    lines = ["def decode_row(row):"]
+    names = ", ".join(f"x{i}" for i in range(len(columns)))
+    lines.append(f"    {names}, = row")
+    for i, column in enumerate(columns):
+        x, t = f"x{i}", f"t{i}"
+        fast = column.type.json_decode_source(x, t)
+        check, expr = (
+            fast if fast is not None else (f"{x} is not None", f"{t}.validate({t}.from_json({x}))")
+        )
+        take = "pass" if expr == x else f"{x} = {expr}"
+        if column.nullable:
+            lines.append(f"    if {x} is None: pass")
+            lines.append(f"    elif {check}: {take}")
+        else:
+            lines.append(f"    if {check}: {take}")
+        lines.append("    else: return None")
+    values = ", ".join(f"{c.name!r}: x{i}" for i, c in enumerate(columns))
+    lines.append(f"    return {{{values}}}")
+    return "\n".join(lines) + "\n"
+
+
+def _sql_row_source(schema: EntitySchema) -> str:
+    lines = ["def sql_row(entity_id, values):"]
+    parts = ["'(' + str(entity_id)"]
+    for i, column in enumerate(schema.data_columns):
+        v = f"v{i}"
+        lines.append(f"    {v} = values[{column.name!r}]")
+        expr = column.type.sql_literal_source(v, f"t{i}")
+        if column.nullable:
+            expr = f"('NULL' if {v} is None else {expr})"
+        parts.append(expr)
+    lines.append("    return " + " + ', ' + ".join(parts) + " + ')'")
+    return "\n".join(lines) + "\n"
+
+
 def _compile(source: str, name: str, namespace: dict[str, Any], schema: EntitySchema) -> Any:
     # exec of source built here from the schema's own column types (identifiers are checked
     # when the schema is built; names are quoted with repr): no outside text reaches it.
@@ -123,7 +172,8 @@ def _compile(source: str, name: str, namespace: dict[str, Any], schema: EntitySc
 
 class RowCodec:
     """``validate(entity)``: (stored values, the row as JSON bytes), or ``ValidationError``.
-    ``encode(values)``: the JSON row of a complete set of stored values (cache fills)."""
+    ``encode(values)``: the JSON row of a complete set of stored values (cache fills).
+    ``decode_row`` / ``sql_row``: the worker's side (see the module's docstring)."""
 
     def __init__(self, schema: EntitySchema) -> None:
         namespace = dict(_HELPERS)
@@ -134,6 +184,13 @@ class RowCodec:
         self.encoder_source = _encoder_source(schema)
         self.validate: Validator = _compile(self.validator_source, "validate", namespace, schema)
         self.encode: Encoder = _compile(self.encoder_source, "encode", namespace, schema)
+        self.decoder_source = _decoder_source(schema)
+        self.sql_row_source = _sql_row_source(schema)
+        # ``decode_row(row)``: the stored values of a JSON row in this worker's column order,
+        # or None (or an exception) where the full path must decide (``asyncflush.batch``)
+        self.decode_row: RowDecoder = _compile(self.decoder_source, "decode_row", namespace, schema)
+        # ``sql_row(id, values)``: '(id, literal, ...)' of a complete set of stored values
+        self.sql_row: SqlRow = _compile(self.sql_row_source, "sql_row", namespace, schema)
         self._to_json = {
             c.name: _compile(
                 f"def to_json(v):\n    return {_nullable_json(c)}\n",

@@ -31,12 +31,7 @@ def select_sql(schema: EntitySchema) -> str:
 
 
 def _row_literal(schema: EntitySchema, op: Operation) -> str:
-    values = op.values
-    parts = [str(op.id)]
-    for column in schema.data_columns:
-        value = values[column.name]
-        parts.append("NULL" if value is None else column.type.sql_literal(value))
-    return "(" + ", ".join(parts) + ")"
+    return schema.row_codec.sql_row(op.id, op.values)  # compiled per schema (rowcodec.py)
 
 
 def insert_sql(schema: EntitySchema, ops: Sequence[Operation]) -> str:

@@ -212,6 +212,7 @@ class _OpDecoder:
         self.where = where
         self.row_names = row_names
         self._plans: dict[str, tuple[str, ...] | None] = {}
+        self._schemas: dict[str, EntitySchema] = {}  # tables already looked up and checked
 
     def op(self, n: int, raw: Any) -> Operation:
         where = self.where
@@ -223,21 +224,10 @@ class _OpDecoder:
         kind = _KINDS.get(kind_code) if isinstance(kind_code, str) else None
         if kind is None:
             raise MalformedBatchError(f"{where}, operation {n}: unknown kind {kind_code!r}")
-        if not isinstance(table, str):
-            raise MalformedBatchError(f"{where}, operation {n}: bad table {table!r}")
-        schema = self.schemas.schema_for_table(self.pool, table)
+        # a batch's operations mostly name one table: its lookup and checks are made once
+        schema = self._schemas.get(table) if isinstance(table, str) else None
         if schema is None:
-            raise SchemaLagError(
-                f"{where}, operation {n}: table {table!r} is not an entity of group "
-                f"{self.group!r} in this worker ({SCHEMA_AHEAD})",
-                cause=f"table {table}",
-            )
-        if schema.options.async_group != self.group:
-            raise MalformedBatchError(
-                f"{where}, operation {n}: table {table!r} belongs to group "
-                f"{schema.options.async_group!r}, not {self.group!r}",
-                replayable=True,
-            )
+            schema = self._schemas[table] = self._schema(table, n)
         if type(entity_id) is not int or not 0 < entity_id <= _MAX_ID:
             raise MalformedBatchError(f"{where}, operation {n}: bad id {entity_id!r}")
         if not isinstance(before, dict):
@@ -254,6 +244,25 @@ class _OpDecoder:
             raise MalformedBatchError(f"{where}, operation {n}: DELETE with values")
         old = _decode_values(schema, before, where, n) if before else {}
         return Operation(kind, schema, entity_id, decoded, old)
+
+    def _schema(self, table: Any, n: int) -> EntitySchema:
+        where = self.where
+        if not isinstance(table, str):
+            raise MalformedBatchError(f"{where}, operation {n}: bad table {table!r}")
+        schema = self.schemas.schema_for_table(self.pool, table)
+        if schema is None:
+            raise SchemaLagError(
+                f"{where}, operation {n}: table {table!r} is not an entity of group "
+                f"{self.group!r} in this worker ({SCHEMA_AHEAD})",
+                cause=f"table {table}",
+            )
+        if schema.options.async_group != self.group:
+            raise MalformedBatchError(
+                f"{where}, operation {n}: table {table!r} belongs to group "
+                f"{schema.options.async_group!r}, not {self.group!r}",
+                replayable=True,
+            )
+        return schema
 
     def _row(self, schema: EntitySchema, table: str, row: list[Any], n: int) -> dict[str, Any]:
         if table not in self._plans:
@@ -316,6 +325,12 @@ def _decode_row(schema: EntitySchema, row: list[Any], where: str, n: int) -> dic
             f"{schema.table} has {len(columns)} columns",
             replayable=True,
         )
+    try:
+        fast = schema.row_codec.decode_row(row)
+    except (ValueError, TypeError, ArithmeticError, AttributeError):
+        fast = None  # the full path below says what is wrong, or accepts it after all
+    if fast is not None:
+        return fast
     result: dict[str, Any] = {}
     for column, value in zip(columns, row, strict=True):
         result[column.name] = _decode_value(schema, column, value, where, n)

@@ -29,6 +29,7 @@ from beeorm_celery.asyncflush import backlog, failure
 from beeorm_celery.asyncflush.batch import Batch, sign
 from beeorm_celery.asyncflush.transport import WakeReason, WakeUp
 from beeorm_celery.cache_patch import LUA_HELPERS, patched_rows
+from beeorm_celery.redis_call import call_once
 from beeorm_celery.unique_claims import run_checked
 
 if TYPE_CHECKING:
@@ -217,13 +218,14 @@ def enqueue_and_wake(
 
 
 def _run(client: redis.Redis, keys: list[str], args: list[Any]) -> Any:
+    # call_once: never sent again once sent (a second run would queue the batches twice)
     try:
-        return client.evalsha(_SCRIPT_SHA, len(keys), *keys, *args)
+        return call_once(client, "EVALSHA", _SCRIPT_SHA, len(keys), *keys, *args)
     except redis.exceptions.NoScriptError:
         # A new or restarted server: load it, then run it by hash (SCRIPT LOAD is refused while
         # Redis is out of memory, so a full server refuses the flush before anything runs).
         client.script_load(_SCRIPT)
-        return client.evalsha(_SCRIPT_SHA, len(keys), *keys, *args)
+        return call_once(client, "EVALSHA", _SCRIPT_SHA, len(keys), *keys, *args)
 
 
 def _wake_up(batch: Batch) -> WakeUp:

@@ -164,3 +164,85 @@ def test_json_values_of_some_columns() -> None:
         {"blob": b"\x00\x01", "owner": Reference(Target, 9), "day": None, "color": Color.BLUE}
     )
     assert got == {"blob": "AAE=", "owner": 9, "day": None, "color": "blue"}
+
+
+# --- the worker's side: decode_row and sql_row against the per-value path they replace
+
+JSON_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**64), max_value=2**64),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+    st.text(alphabet=st.characters(codec="ascii"), max_size=8),
+    st.sampled_from(["", "x" * 6, "héllo", "1.5", "1.555", "-0.00", "9999.99", "10000", "abc"]),
+    st.sampled_from(["NaN", "1e3", "2026-01-02", "0999-01-02", "2026-01-02T03:04:05"]),
+    st.sampled_from(["2026-01-02T03:04:05+02:00", "2026-13-01", "AAE=", "red", "green"]),
+    st.decimals(min_value=-10_000, max_value=10_000, places=3).map(str),
+    st.dates().map(date.isoformat),
+    st.datetimes().map(datetime.isoformat),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+def _stored(value: Any) -> Any:
+    # Decimal("1.5") == Decimal("1.50"): compare the stored form, not only the number
+    return (type(value), str(value) if isinstance(value, Decimal) else value)
+
+
+def _decoded_the_full_way(row: list[Any]) -> dict[str, Any] | None:
+    result: dict[str, Any] = {}
+    for column, value in zip(SCHEMA.data_columns, row, strict=True):
+        if value is None:
+            if not column.nullable:
+                return None
+            result[column.name] = None
+            continue
+        try:
+            result[column.name] = column.type.validate(column.type.from_json(value))
+        except (ValueError, TypeError, ArithmeticError, AttributeError):
+            return None
+    return result
+
+
+# A row as a producer writes it, with a few values replaced by anything JSON can carry.
+_WRITTEN = orjson.loads(SCHEMA.row_codec.validate(_entity({"at": datetime(2026, 1, 2)}))[1])
+ROWS = st.dictionaries(
+    st.integers(min_value=0, max_value=len(_WRITTEN) - 1), JSON_VALUE, max_size=3
+).map(lambda changes: [changes.get(i, v) for i, v in enumerate(_WRITTEN)])
+
+
+@settings(max_examples=800, deadline=None, database=None)
+@given(ROWS)
+def test_the_compiled_decoder_takes_only_what_the_column_types_take(row: list[Any]) -> None:
+    try:
+        fast = SCHEMA.row_codec.decode_row(list(row))
+    except (ValueError, TypeError, ArithmeticError, AttributeError):
+        fast = None  # the batch decoder then takes the full path
+    if fast is None:
+        return
+    want = _decoded_the_full_way(row)
+    assert want is not None, "the compiled decoder accepted a row the column types refuse"
+    assert {k: _stored(v) for k, v in fast.items()} == {k: _stored(v) for k, v in want.items()}
+
+
+def test_the_compiled_decoder_takes_a_row_the_producer_wrote() -> None:
+    entity = _entity({"price": Decimal("12.5"), "at": datetime(2026, 1, 2, 3, 4, 5, 6)})
+    full, row = SCHEMA.row_codec.validate(entity)
+    decoded = SCHEMA.row_codec.decode_row(orjson.loads(row))
+    assert decoded is not None
+    assert {k: _stored(v) for k, v in decoded.items()} == {k: _stored(v) for k, v in full.items()}
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(st.dictionaries(st.sampled_from(sorted(SCHEMA.data_column_names)), ANY_VALUE, max_size=4))
+def test_the_compiled_sql_row_is_the_column_types_literals(values: dict[str, Any]) -> None:
+    try:
+        full, _ = SCHEMA.row_codec.validate(_entity(values))
+    except ValidationError:
+        return
+    literals = [
+        "NULL" if full[c.name] is None else c.type.sql_literal(full[c.name])
+        for c in SCHEMA.data_columns
+    ]
+    assert SCHEMA.row_codec.sql_row(41, full) == "(41, " + ", ".join(literals) + ")"
