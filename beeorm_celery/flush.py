@@ -287,6 +287,8 @@ def update_local_caches(
 ) -> None:
     """This process's local caches after a flush; ``patched``: the rows the Redis patch made
     (by entity key) for updates. Other processes drop theirs on the invalidation message."""
+    if not engine.local_caches:
+        return
     for op in ops:
         local = engine.local_cache(op.schema)
         if local is None:

@@ -10,8 +10,8 @@ is written; then a wake-up goes out for each group whose trigger flag this flush
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -54,9 +54,12 @@ def flush_async(parts: AsyncParts, ops: Sequence[Operation]) -> list[Batch]:
     plan = CachePlan(parts.keys, caches.tombstone_ttl_s, caches.missing_ttl_s)
     log_writes = CacheWrites()
     for op in other_pools.pop(log_pool, []):
-        plan.add_entity(op, group_no[op.schema.options.async_group])
-        add_claims(plan, op)
-        log_writes.add(parts.keys, op)
+        schema = op.schema
+        plan.add_entity(op, group_no[schema.options.async_group])
+        if schema.unique_indexes:
+            add_claims(plan, op)
+        if schema.cached_references or schema.options.cache_all:
+            log_writes.add(parts.keys, op)
     plan.add_reference_checks(reference_checks(parts.keys, ops, log_pool))
     message = caches.invalidation_message(ops)
     # The invalidation travels in the script when it goes out on the log's pool.
@@ -82,7 +85,7 @@ def flush_async(parts: AsyncParts, ops: Sequence[Operation]) -> list[Batch]:
         return enqueue_and_wake(
             parts,
             batches,
-            uuid.uuid4().hex,
+            os.urandom(16).hex(),  # the epoch of a log this flush creates (log_loss.py)
             cache_writes=log_writes,
             cache_plan=plan if plan else None,
             message=message if in_script else None,
