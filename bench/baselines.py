@@ -21,6 +21,7 @@ import pymysql
 from bench import models
 from bench.celery_app import NAIVE_QUEUE
 from bench.harness import BenchError, Harness, frozen_heap, wait_until
+from bench.quiet import wait_for_quiet_mysql
 from bench.stats import per_s
 
 _INSERT = (
@@ -63,6 +64,8 @@ def _raw_once(harness: Harness, rows: int, per_transaction: int) -> dict[str, An
     try:
         with conn.cursor() as cursor, frozen_heap():
             cursor.execute(f"TRUNCATE TABLE `{models.RAW_TABLE}`")
+            conn.commit()
+            wait_for_quiet_mysql()
             cpu = time.process_time()
             start = time.perf_counter()
             for chunk in chunks:
@@ -117,6 +120,7 @@ def naive_run(
         for i in range(rows)
     ]
     try:
+        wait_for_quiet_mysql()
         with frozen_heap():
             worker_cpu = worker.cpu_seconds()
             start = time.perf_counter()

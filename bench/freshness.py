@@ -20,6 +20,7 @@ from typing import Any
 
 from bench import models
 from bench.harness import BenchError, Harness, wait_until
+from bench.quiet import wait_for_quiet_mysql
 from bench.settings import BenchSettings
 from bench.stats import percentile
 
@@ -37,6 +38,7 @@ def measure(harness: Harness, probes: int, load_rows_per_s: int) -> dict[str, An
     worker = harness.start_worker(groups, 2, label="freshness")
     result: dict[str, Any] = {"probes": probes, "load_groups": LOAD_GROUPS}
     try:
+        wait_for_quiet_mysql()
         idle = _probe(harness, probes)
         result["idle_p50_ms"] = percentile(idle, 50)
         result["idle_p99_ms"] = percentile(idle, 99)

@@ -14,6 +14,7 @@ from typing import Any
 
 from bench import models
 from bench.harness import BenchError, Harness, wait_until
+from bench.quiet import wait_for_quiet_mysql
 from bench.stats import per_s
 from bench.workers import RssSampler
 
@@ -53,6 +54,7 @@ def measure(harness: Harness, backlog_rows: int) -> Drain:
             ctx.new_entity(entity, **models.row_values(i))
         ctx.flush_async()
     produce_s = time.perf_counter() - start
+    wait_for_quiet_mysql()
     harness.refresh_lock()
     groups = [models.group_name(n) for n in range(_GROUPS)]
     worker = harness.start_worker(groups, _WORKERS, label=f"memory-{backlog_rows}", wait=False)

@@ -21,6 +21,7 @@ from typing import Any
 from bench import models, throughput
 from bench.celery_app import PEER_QUEUE
 from bench.harness import BenchError, Harness, frozen_heap, wait_until
+from bench.quiet import wait_for_quiet_mysql
 from bench.stats import per_s, percentile
 
 # Ids far above the ORM's and the raw baseline's, so no row can collide.
@@ -114,6 +115,7 @@ def measure(harness: Harness, *, rows: int, flush_size: int, workers: int = 2) -
     latencies: list[float] = []
     try:
         _warm_up(harness, task)
+        wait_for_quiet_mysql()
         with frozen_heap():
             worker_cpu = worker.cpu_seconds()
             start = time.perf_counter()

@@ -17,6 +17,7 @@ from typing import Any
 
 from bench import models
 from bench.harness import BenchError, Harness, frozen_heap, wait_until
+from bench.quiet import wait_for_quiet_mysql
 from bench.stats import per_s
 
 _POLL_S = 0.01
@@ -53,6 +54,7 @@ def measure(
         warmed = _warm_up(harness, entities)
         contexts = harness.new_contexts(entities, rows, flush_size)
         target = harness.applied_operations() + rows
+        wait_for_quiet_mysql()
         with frozen_heap():
             published = harness.publisher.count
             worker_cpu = worker.cpu_seconds()
