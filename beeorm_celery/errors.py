@@ -157,6 +157,12 @@ class DatabaseUnavailableError(UnavailableError):
     """MySQL could not be reached, or the connection was lost."""
 
 
+class QueryUnavailableError(QueryError, DatabaseUnavailableError):
+    """A read query could not reach MySQL (cannot connect, the server went away, the connection
+    was lost). Both a ``QueryError`` (with the MySQL ``code``) and a ``DatabaseUnavailableError``
+    (``written`` False: a read writes nothing), as a synchronous read reports it."""
+
+
 class AsyncFlushError(BeeormError):
     """Something went wrong in the async flush machinery."""
 

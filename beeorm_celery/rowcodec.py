@@ -128,6 +128,8 @@ def _encoder_source(schema: EntitySchema) -> str:
 def _decoder_source(schema: EntitySchema) -> str:
     columns = schema.data_columns
     lines = ["def decode_row(row):"]
+    if not columns:  # an entity of an id only
+        return "def decode_row(row):\n    return None if row else {}\n"
     names = ", ".join(f"x{i}" for i in range(len(columns)))
     lines.append(f"    {names}, = row")
     for i, column in enumerate(columns):

@@ -21,12 +21,14 @@ import pytest
 from beeorm_celery import (
     AllQueriesFailedError,
     ConfigError,
+    DatabaseUnavailableError,
     Entity,
     Field,
     Pager,
     QueryCancelledError,
     QueryError,
     QueryTimeoutError,
+    QueryUnavailableError,
     Registry,
     Where,
     race,
@@ -523,7 +525,29 @@ def test_an_unreachable_server_arrives_as_query_error_through_the_future(
         with pytest.raises(QueryError) as caught:
             future.result(timeout=30)
         assert caught.value.code == 2003  # can't connect
+        # as a synchronous read reports it: MySQL unavailable, nothing written
+        assert isinstance(caught.value, QueryUnavailableError)
+        assert isinstance(caught.value, DatabaseUnavailableError)
+        assert caught.value.written is False
         assert engine.query_stats()["down"].errors == 1
+
+
+def test_a_connection_killed_under_a_query_arrives_as_unavailable(engine, mysql_url):
+    future = engine.new_context().count_async(Memo, SLOW(5))
+    wait_until(lambda: running_queries(mysql_url), timeout_s=10, message="the slow count to run")
+    (thread_id, _), *_ = running_queries(mysql_url)
+    conn = services.server_connection(mysql_url)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(f"KILL CONNECTION {thread_id}")  # an operator, a failover, a crash
+    finally:
+        conn.close()
+    with pytest.raises(QueryUnavailableError) as caught:
+        future.result(timeout=30)
+    assert caught.value.code in (2013, 2006)  # lost connection / server gone
+    assert isinstance(caught.value, DatabaseUnavailableError)
+    # the runner starts afresh on a new connection
+    assert engine.new_context().count_async(Memo).result(timeout=30) == 1
 
 
 def test_cancels_racing_completions_leave_each_future_cancelled_or_answered(engine):

@@ -7,7 +7,8 @@ import re
 
 import pymysql
 
-from beeorm_celery.errors import QueryError, QueryTimeoutError
+from beeorm_celery.errors import QueryError, QueryTimeoutError, QueryUnavailableError
+from beeorm_celery.failures import is_mysql_unavailable
 
 ER_QUERY_INTERRUPTED = 1317  # KILL QUERY (ours: cancel or the timeout backstop; or someone's)
 ER_STATEMENT_TIMEOUT = 1969  # MariaDB: max_statement_time exceeded
@@ -63,6 +64,12 @@ def query_error(error: BaseException, pool: str, sql: str, timeout_s: float | No
         result = QueryTimeoutError(
             f"query on MySQL pool {pool!r} ran past its timeout of {timeout_s}s and was stopped "
             f"by the server ({code}: {message}): {_short(sql)}",
+            code,
+        )
+    elif is_broken_connection(error) or is_mysql_unavailable(error):
+        result = QueryUnavailableError(
+            f"MySQL pool {pool!r} is unavailable ({code}: {message}); the query did not run "
+            f"to the end and wrote nothing, it can be repeated: {_short(sql)}",
             code,
         )
     else:

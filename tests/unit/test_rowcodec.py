@@ -246,3 +246,14 @@ def test_the_compiled_sql_row_is_the_column_types_literals(values: dict[str, Any
         for c in SCHEMA.data_columns
     ]
     assert SCHEMA.row_codec.sql_row(41, full) == "(41, " + ", ".join(literals) + ")"
+
+
+class IdOnly(Entity, table="codec_id_only"):
+    pass
+
+
+def test_an_entity_of_an_id_only_decodes_and_writes_its_row() -> None:
+    codec = build_schema(IdOnly, {}).row_codec
+    assert codec.decode_row([]) == {}
+    assert codec.decode_row([1]) is None  # the full path then says what is wrong
+    assert codec.sql_row(5, {}) == "(5)"
