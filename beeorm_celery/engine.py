@@ -122,6 +122,7 @@ class Engine:
                 update_local=functools.partial(flush.update_local_caches, self),
                 drop=functools.partial(flush.drop_cached, self),
                 release_pending=functools.partial(cache_patch.release_pending, self),
+                mark_stale=functools.partial(cache_patch.mark_stale, self),
                 claim_other_pools=functools.partial(flush.claim_before, self),
                 undo_claims=functools.partial(flush.undo_claims, self),
             ),

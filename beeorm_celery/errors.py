@@ -12,7 +12,9 @@
     ├── QueryError                   a read failed in MySQL, or was refused before it was sent
     │   ├── QueryBuildError          ... refused: bad identifier, operator or value (nothing sent)
     │   ├── QueryTimeoutError        ... because it ran past its timeout
-    │   └── QueryCancelledError      ... because it was cancelled (killed in MySQL)
+    │   ├── QueryCancelledError      ... because it was cancelled (killed in MySQL)
+    │   └── QueryUnavailableError    ... because MySQL was out of reach (also a
+    │                                DatabaseUnavailableError: written is False)
     ├── AllQueriesFailedError        race(): every future failed (carries all errors)
     ├── UnavailableError             Redis or MySQL could not do its part; ``written`` tells
     │   │                            whether anything was written (True, False, None: unknown)

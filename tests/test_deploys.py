@@ -116,6 +116,36 @@ def test_an_old_producer_after_the_new_workers_and_table_applies_with_defaults(
     assert h.engine.dead_letters.count() == 0
 
 
+def test_an_old_producers_edit_reaches_the_new_releases_cache(harnesses: Any) -> None:
+    # The documented order: new workers and table first, then the producers. Meanwhile an old
+    # producer edits a row the new release has cached (under its own layout's key).
+    h = harnesses("releases.RELEASE_2", FAST_RETRY)
+    old = harnesses.producer(RELEASE_1, FAST_RETRY)
+    h.start_worker(concurrency=1, queues=("releases",))
+    new_ctx = h.engine.new_context()
+    item = new_ctx.new_entity(ItemV2, name="shared", qty=1, color="blue")
+    new_ctx.flush_async()
+    wait_until(lambda: item.id in _rows(h.engine), timeout_s=30)
+    cached = h.engine.new_context().get_by_id(ItemV2, item.id)
+    assert cached is not None and cached.qty == 1
+
+    old_ctx = old.new_context()
+    old_copy = old_ctx.get_by_id(ItemV1, item.id)
+    assert old_copy is not None
+    edited = old_ctx.edit(old_copy)
+    edited.qty = 10
+    old_ctx.flush_async()  # patches the old layout's entry only
+    wait_until(lambda: _rows(h.engine)[item.id][1] == 10, timeout_s=30)
+
+    def new_release_sees_it() -> bool:
+        row = h.engine.new_context().get_by_id(ItemV2, item.id)
+        return row is not None and row.qty == 10 and row.color == "blue"
+
+    # the new worker applied a batch cached under another layout: its entry went stale
+    wait_until(new_release_sees_it, timeout_s=10)
+    assert h.engine.verify_cache(ItemV2) == []
+
+
 def test_schema_lag_waits_up_to_its_limit_once_then_replays_after_the_upgrade(
     make_engine: Any,
 ) -> None:

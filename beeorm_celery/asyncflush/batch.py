@@ -64,6 +64,10 @@ class Batch:
     created_at_ms: int
     replay_of: str | None = None  # the dead letter this batch replays
     id: str | None = field(default=None, compare=False)  # the log entry id, once queued
+    # decoded: the tables whose producer cached them under another column layout (another
+    # release), or did not say (an older release): this worker's cache entries of their rows
+    # were not patched by the flush (``invalidate.py`` marks them stale once applied)
+    foreign_tables: frozenset[str] = field(default=frozenset(), compare=False)
 
     def encode(self) -> bytes:
         """The batch as JSON bytes, in one ``orjson.dumps``: an INSERT's row goes in as the
@@ -71,7 +75,9 @@ class Batch:
         batch names the columns of every table whose rows it carries (``c``)."""
         ops: list[tuple[str, str, int, Any, dict[str, Any]]] = []
         row_tables: dict[str, EntitySchema] = {}
+        layouts: dict[str, str] = {}
         for op in self.operations:
+            layouts[op.table] = op.schema.layout_hash
             codec = op.schema.row_codec
             if op.kind is OpKind.INSERT and op.full is not None:
                 values: Any = _Fragment(encoded_row(op))
@@ -85,6 +91,7 @@ class Batch:
             data["r"] = self.replay_of
         if row_tables:
             data["c"] = {t: schema.data_column_order for t, schema in row_tables.items()}
+        data["l"] = layouts  # the cache layout each table was written in (``foreign_tables``)
         data["ops"] = ops
         return _dumps(data)
 
@@ -197,7 +204,15 @@ def decode_payload(
         raise MalformedBatchError(f"{where}: group {group!r} is not registered with this worker")
     decoder = _OpDecoder(schemas, pool, group, where, row_names or {})
     ops = [decoder.op(n, raw) for n, raw in enumerate(raw_ops)]
-    return Batch(group, ops, created, replay_of, entry_id)
+    layouts = data.get("l")
+    if not isinstance(layouts, dict):
+        layouts = {}  # an older producer: its layouts are unknown, so foreign
+    foreign = frozenset(
+        table
+        for table, schema in decoder.schemas_seen.items()
+        if layouts.get(table) != schema.layout_hash
+    )
+    return Batch(group, ops, created, replay_of, entry_id, foreign)
 
 
 class _OpDecoder:
@@ -244,6 +259,11 @@ class _OpDecoder:
             raise MalformedBatchError(f"{where}, operation {n}: DELETE with values")
         old = _decode_values(schema, before, where, n) if before else {}
         return Operation(kind, schema, entity_id, decoded, old)
+
+    @property
+    def schemas_seen(self) -> dict[str, EntitySchema]:
+        """The schema of every table the batch's operations named."""
+        return self._schemas
 
     def _schema(self, table: Any, n: int) -> EntitySchema:
         where = self.where

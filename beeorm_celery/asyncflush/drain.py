@@ -48,7 +48,9 @@ class Drain:
         self.pool = parts.mysql[pool_name]
         self._columns = parts.applied_columns
         self.log = GroupLog(parts, group)
-        invalidation = Invalidation(parts.caches.drop, parts.caches.release_pending)
+        invalidation = Invalidation(
+            parts.caches.drop, parts.caches.release_pending, parts.caches.mark_stale
+        )
         expired = ExpiredCauses(self.log.client, parts.keys.expired_holds(group))
         self.isolation = Isolation(
             group, self.settings, self.log, DeadLetters(parts), invalidation, expired

@@ -5,6 +5,10 @@ in a state MySQL never had: their keys go, so reads fall back to MySQL's truth (
 batch touching a row a dead letter touched is dropped too once it commits, since the cache may
 hold the dead letter's state on top of it. Either way the rows' pending markers are released
 (``cache_patch``), so readers may fill them from MySQL again.
+
+A batch whose producer cached a table under another column layout (another release, during a
+rolling deploy) patched that release's cache entries, not this worker's: once it commits, this
+worker's entries of its rows are marked stale, so the next read loads MySQL.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ class Invalidation:
         self,
         drop: Callable[[Sequence[Operation]], None],
         release_pending: Callable[[Sequence[Operation], str], None],
+        mark_stale: Callable[[Sequence[Operation]], None],
     ) -> None:
         self._drop = drop
         self._release_pending = release_pending
+        self._mark_stale = mark_stale
         self._tainted: set[tuple[str, int]] = set()  # rows a dead letter touched
 
     def dead_lettered(self, ops: Sequence[Operation], batch_id: str) -> None:
@@ -42,6 +48,15 @@ class Invalidation:
         ]
         if stale:
             self.drop(stale)
+        foreign = [
+            op
+            for batch in chunk
+            if batch.foreign_tables
+            for op in batch.operations
+            if op.table in batch.foreign_tables
+        ]
+        if foreign:
+            self._mark_stale(foreign)
 
     def drop(self, ops: Sequence[Operation]) -> None:
         for op in ops:

@@ -48,6 +48,8 @@ class CacheHooks:
     update_local: Callable[[Sequence[Operation], dict[str, bytes]], None]
     drop: Callable[[Sequence[Operation]], None]
     release_pending: Callable[[Sequence[Operation], str], None]
+    # applied operations another release's producer cached: this release's entries go stale
+    mark_stale: Callable[[Sequence[Operation]], None]
     # unique claims in Redis pools other than the log's (before the log append; given back
     # if it fails): (ops by pool, all ops, the log's pool) -> claimed (key, id) by pool
     claim_other_pools: Callable[

@@ -92,3 +92,27 @@ def test_the_summary_names_the_batch_and_its_changes(offline):
     ops = [_product_insert(offline, n) for n in range(1, 6)]
     summary = Batch("catalog", ops, 1, id="17-0").summary()
     assert summary == "catalog#17-0: INSERT product x5 (1..5)"
+
+
+def test_a_batch_says_which_layout_its_producer_cached_each_table_in(offline):
+    category = offline.schema(Category)
+    ops = [
+        _product_insert(offline),
+        Operation(OpKind.UPDATE, category, 3, {"name": "New"}, {"name": "Old"}),
+    ]
+    payload = Batch("catalog", ops, 1).encode()
+    assert decode_payload(offline, "catalog", payload, "1-0").foreign_tables == frozenset()
+
+    # another release cached product under another layout: its rows here were not patched
+    data = json.loads(payload)
+    data["l"]["product"] = "0ther000"
+    other = json.dumps(data).encode()
+    assert decode_payload(offline, "catalog", other, "1-0").foreign_tables == {"product"}
+
+    # an older producer did not say: every table it wrote counts as foreign
+    del data["l"]
+    older = json.dumps(data).encode()
+    assert decode_payload(offline, "catalog", older, "1-0").foreign_tables == {
+        "product",
+        "category",
+    }
