@@ -42,6 +42,7 @@ _MAX_ID = 2**64 - 1  # BIGINT UNSIGNED
 PAYLOAD_FIELD = b"d"
 SIGNATURE_FIELD = b"s"
 _KINDS = {k.value: k for k in OpKind}
+_KIND_CODES = {k: k.value for k in OpKind}  # an enum's .value is a property: slower
 _dumps = orjson.dumps
 SCHEMA_AHEAD = "schema ahead: upgrade workers / run update_schema"
 _Fragment = orjson.Fragment  # already-encoded JSON, placed as is
@@ -77,15 +78,17 @@ class Batch:
         row_tables: dict[str, EntitySchema] = {}
         layouts: dict[str, str] = {}
         for op in self.operations:
-            layouts[op.table] = op.schema.layout_hash
-            codec = op.schema.row_codec
+            schema = op.schema
+            table = schema.table
+            layouts[table] = schema.layout_hash
+            codec = schema.row_codec
             if op.kind is OpKind.INSERT and op.full is not None:
                 values: Any = _Fragment(encoded_row(op))
-                row_tables[op.table] = op.schema
+                row_tables[table] = schema
             else:
                 values = codec.json_values(op.values)
             before = codec.json_values(op.before) if op.before else {}
-            ops.append((op.kind.value, op.table, op.id, values, before))
+            ops.append((_KIND_CODES[op.kind], table, op.id, values, before))
         data: dict[str, Any] = {"v": FORMAT_VERSION, "g": self.group, "t": self.created_at_ms}
         if self.replay_of:
             data["r"] = self.replay_of
