@@ -422,22 +422,22 @@ end
 return 0
 """
 
-# The worker applied (or dead-lettered) batches through ARGV[1]: drop the pending markers they
-# set, unless a later batch set them again. An entry missing now, or provisional (a marker
+# The worker applied (or dead-lettered) batches: drop the pending markers they set, unless a
+# later batch set them again. An entry missing now, or provisional (a marker
 # ending in '+': written from a caller's copy), gets a short stale mark instead, so the next
 # read loads MySQL, and a reader whose SELECT ran before the COMMIT cannot cache the old row.
-# ARGV: the batch id, then per table its pending hash, its entity-key prefix and 'id,id,...'.
+# ARGV: per table its pending hash, its entity-key prefix, the id of the last batch applied
+# (of the table's group) and 'id,id,...'. A joint step of many groups releases in one call.
 # One HMGET, one EXISTS and one HDEL per table (a SET per row only where an entry is missing or
 # provisional): the worker runs this after every COMMIT, so its cost per row is the applier's.
 RELEASE_SCRIPT = (
     LUA_HELPERS
     + """
-local through = ARGV[1]
-local applied = {}  -- marker -> whether it is at or before ``through`` (rows share batches)
-for t = 2, #ARGV, 3 do
-  local pkey, prefix = ARGV[t], ARGV[t + 1]
+for t = 1, #ARGV, 4 do
+  local pkey, prefix, through = ARGV[t], ARGV[t + 1], ARGV[t + 2]
+  local applied = {}  -- marker -> whether it is at or before ``through`` (rows share batches)
   local ids = {}
-  for id in string.gmatch(ARGV[t + 2], '[^,]+') do ids[#ids + 1] = id end
+  for id in string.gmatch(ARGV[t + 3], '[^,]+') do ids[#ids + 1] = id end
   for s = 1, #ids, 1000 do
     local part = {unpack(ids, s, math.min(#ids, s + 999))}
     local marks = redis.call('HMGET', pkey, unpack(part))
@@ -689,25 +689,31 @@ def mark_stale(engine: Engine, ops: Sequence[Operation]) -> None:
         pipe.execute()
 
 
-def release_pending(engine: Engine, ops: Sequence[Operation], through_batch: str) -> None:
-    """After the worker applied (or dead-lettered) batches through ``through_batch``."""
-    # pool -> table -> (pending hash, entity-key prefix, ids in order, each once)
-    by_pool: dict[str, dict[str, tuple[str, str, dict[int, None]]]] = {}
-    for op in ops:
-        schema = op.schema
-        pool = schema.options.redis_cache
-        if pool is None:
-            continue
-        tables = by_pool.get(pool)
-        if tables is None:
-            tables = by_pool[pool] = {}
-        table = tables.get(schema.table)
-        if table is None:
-            prefix = engine.keys.entity(schema, 0)[:-1]
-            table = tables[schema.table] = (engine.keys.pending(schema), prefix, {})
-        table[2][op.id] = None
+def release_pending(engine: Engine, applied: Sequence[tuple[Sequence[Operation], str]]) -> None:
+    """After the worker applied (or dead-lettered) batches: for each (operations, id of the last
+    batch applied of their group), in one script call per Redis pool."""
+    # pool -> (table, through) -> (pending hash, entity-key prefix, ids in order, each once)
+    by_pool: dict[str, dict[tuple[str, str], tuple[str, str, dict[int, None]]]] = {}
+    for ops, through_batch in applied:
+        for op in ops:
+            schema = op.schema
+            pool = schema.options.redis_cache
+            if pool is None:
+                continue
+            tables = by_pool.get(pool)
+            if tables is None:
+                tables = by_pool[pool] = {}
+            table = tables.get((schema.table, through_batch))
+            if table is None:
+                prefix = engine.keys.entity(schema, 0)[:-1]
+                table = tables[(schema.table, through_batch)] = (
+                    engine.keys.pending(schema),
+                    prefix,
+                    {},
+                )
+            table[2][op.id] = None
     for pool, tables in by_pool.items():
-        args: list[Any] = [through_batch]
-        for pending, prefix, ids in tables.values():
-            args += (pending, prefix, ",".join(map(str, ids)))
+        args: list[Any] = []
+        for (_, through_batch), (pending, prefix, ids) in tables.items():
+            args += (pending, prefix, through_batch, ",".join(map(str, ids)))
         script(engine.redis(pool), RELEASE_SCRIPT)(args=args)

@@ -25,7 +25,7 @@ class Invalidation:
     def __init__(
         self,
         drop: Callable[[Sequence[Operation]], None],
-        release_pending: Callable[[Sequence[Operation], str], None],
+        release_pending: Callable[[Sequence[tuple[Sequence[Operation], str]]], None],
         mark_stale: Callable[[Sequence[Operation]], None],
     ) -> None:
         self._drop = drop
@@ -35,11 +35,14 @@ class Invalidation:
 
     def dead_lettered(self, ops: Sequence[Operation], batch_id: str) -> None:
         self.drop(ops)
-        self._release_pending(ops, batch_id)
+        self._release_pending([(ops, batch_id)])
 
-    def committed(self, chunk: Sequence[Batch], last_id: str) -> None:
-        # MySQL has these rows now: readers may fill them again (cache_patch's markers)
-        self._release_pending([op for batch in chunk for op in batch.operations], last_id)
+    def committed(self, chunk: Sequence[Batch], last_id: str, released: bool = False) -> None:
+        """``chunk`` committed through ``last_id``; ``released``: its pending markers were
+        released already (a joint step releases every group's in one call)."""
+        if not released:
+            # MySQL has these rows now: readers may fill them again (cache_patch's markers)
+            self._release_pending([([op for batch in chunk for op in batch.operations], last_id)])
         stale = [
             op
             for batch in chunk

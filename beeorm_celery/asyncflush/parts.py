@@ -34,8 +34,10 @@ class CacheHooks:
     ``write_other_pools`` (pools, message, batch id per group; returns the patched rows of
     locally cached entities) and ``update_local`` (with those rows) do the rest after the log is
     written. The drain calls ``drop`` for operations whose cached state MySQL never had (dead
-    letters, replays), and ``release_pending`` once batches through a batch id are applied or
-    dead-lettered (``cache_patch``: readers may fill those rows from MySQL again).
+    letters, replays), ``release_pending`` with (operations, id of the last batch applied of
+    their group) pairs once batches are applied or dead-lettered (``cache_patch``: readers may
+    fill those rows from MySQL again), and ``mark_stale`` for operations another release's
+    producer cached under its own layout (``invalidate.py``).
     """
 
     tombstone_ttl_s: int
@@ -47,7 +49,7 @@ class CacheHooks:
     ]
     update_local: Callable[[Sequence[Operation], dict[str, bytes]], None]
     drop: Callable[[Sequence[Operation]], None]
-    release_pending: Callable[[Sequence[Operation], str], None]
+    release_pending: Callable[[Sequence[tuple[Sequence[Operation], str]]], None]
     # applied operations another release's producer cached: this release's entries go stale
     mark_stale: Callable[[Sequence[Operation]], None]
     # unique claims in Redis pools other than the log's (before the log append; given back
