@@ -84,6 +84,11 @@ def joint_step(
     candidates = [d for d in drains if not d.isolation.single]
     joint.single.extend(d.group for d in drains if d.isolation.single)
     rows = position.lock_many(cursor, [d.group for d in candidates]) if candidates else {}
+    unseen = [d.group for d in candidates if d.group not in rows and d.group not in known]
+    if unseen:
+        # held elsewhere, or no row yet? Asked once: a held group is then skipped for a while
+        # (busy), not visited alone (a transaction of its own, to find it held again)
+        known.update(position.existing(cursor, unseen))
     locked: list[tuple[Drain, str, str]] = []
     for drain in candidates:
         row = rows.get(drain.group)

@@ -152,6 +152,16 @@ def lock_many(cursor: Cursor, groups: list[str]) -> dict[str, tuple[str, str]]:
     return {str(g): (str(e), str(b)) for g, e, b in cursor.fetchall()}
 
 
+def existing(cursor: Cursor, groups: list[str]) -> set[str]:
+    """Which of ``groups`` have a row, without locking anything (a group ``lock_many`` did not
+    return is then held by another worker, not new)."""
+    marks = ", ".join(["%s"] * len(groups))
+    cursor.execute(
+        f"SELECT `async_group` FROM `{APPLIED_TABLE}` WHERE `async_group` IN ({marks})", groups
+    )
+    return {str(g) for (g,) in cursor.fetchall()}
+
+
 def advance_many(cursor: Cursor, moves: list[tuple[str, str, str, int, int, int]]) -> None:
     """``advance`` for several locked rows in one statement: (group, epoch, batch id, batches,
     operations, pending) each. (A join with the moves as a derived table: MySQL and MariaDB
