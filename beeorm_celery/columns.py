@@ -406,9 +406,6 @@ class DateType(ColumnType):
     def json_source(self, v: str, t: str) -> str:
         return f"{v}.isoformat()"
 
-    def json_decode_source(self, x: str, t: str) -> tuple[str, str]:
-        return f"type({x}) is str", f"{t}.validate(_date.fromisoformat({x}))"
-
     def sql_literal_source(self, v: str, t: str) -> str:
         return f'("\'" + {v}.isoformat() + "\'")'
 
@@ -424,9 +421,12 @@ class DateType(ColumnType):
 
     def from_json(self, raw: Any) -> date:
         try:
-            return date.fromisoformat(self._json_of(raw, str))
+            value = date.fromisoformat(self._json_of(raw, str))
         except ValueError as e:
             raise InvalidValue(f"{_shown(raw, 40)} is not an ISO date") from e
+        if value.isoformat() != raw:  # 3.11 also reads '20260102' or '2026-W01-5'
+            raise InvalidValue(f"{_shown(raw, 40)} is not written as to_json writes a date")
+        return value
 
 
 class DateTimeType(ColumnType):
@@ -443,9 +443,6 @@ class DateTimeType(ColumnType):
 
     def json_source(self, v: str, t: str) -> str:
         return f"{v}.isoformat()"
-
-    def json_decode_source(self, x: str, t: str) -> tuple[str, str]:
-        return f"type({x}) is str", f"{t}.validate(_datetime.fromisoformat({x}))"
 
     def sql_literal_source(self, v: str, t: str) -> str:
         return f"(\"'\" + {v}.isoformat(' ') + \"'\")"
@@ -467,9 +464,12 @@ class DateTimeType(ColumnType):
 
     def from_json(self, raw: Any) -> datetime:
         try:
-            return datetime.fromisoformat(self._json_of(raw, str))
+            value = datetime.fromisoformat(self._json_of(raw, str))
         except ValueError as e:
             raise InvalidValue(f"{_shown(raw, 40)} is not an ISO datetime") from e
+        if value.isoformat() != raw:  # 3.11 also reads a date alone, '...T10', '.000000'...
+            raise InvalidValue(f"{_shown(raw, 40)} is not written as to_json writes a datetime")
+        return value
 
 
 @dataclass(frozen=True)
