@@ -1,14 +1,13 @@
 """``call_once``: one Redis command that must not run twice, on the lean path.
 
-redis-py's ``execute_command`` retries a command whose connection broke (three times by
-default). For a flush's script that is wrong once the command was sent: the server may have run
-it before the link broke, and a second run would queue the batches again. Here a command is
-sent again only when sending it failed (a pooled connection the server had closed; the server
-saw no complete command), never after it was sent.
+redis-py's ``execute_command`` may send a command again when its connection broke (the
+client's ``Retry``). For a flush's script that is wrong once the command was sent: the server
+may have run it before the link broke, and a second run would queue the batches again. Here a
+command is sent again only when sending it failed (a pooled connection the server had closed;
+the server saw no complete command), never after it was sent.
 
-It is also the hot path of every ``flush_async()``: skipping the retry wrapper, the
-observability hooks and the event dispatch of ``execute_command`` saves about a third of the
-client's own time per call (measured in bench/README.md).
+It is also the hot path of every ``flush_async()``: it skips the retry wrapper, the
+observability hooks and the event dispatch that ``execute_command`` runs around each call.
 """
 
 from __future__ import annotations
