@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import redis
 from redis import Redis  # in the class body `redis` is the method below
 
-from beeorm_celery import cache_patch, ddl, failures, flush, id_reserve
+from beeorm_celery import cache_patch, ddl, failures, flush, id_reserve, pending_heal
 from beeorm_celery.asyncflush import position
 from beeorm_celery.asyncflush.deadletters import DeadLetters
 from beeorm_celery.asyncflush.log import max_queued_insert_id
@@ -123,6 +123,7 @@ class Engine:
                 drop=functools.partial(flush.drop_cached, self),
                 release_pending=functools.partial(cache_patch.release_pending, self),
                 mark_stale=functools.partial(cache_patch.mark_stale, self),
+                heal_pending=functools.partial(pending_heal.heal_pending, self),
                 claim_other_pools=functools.partial(flush.claim_before, self),
                 undo_claims=functools.partial(flush.undo_claims, self),
             ),

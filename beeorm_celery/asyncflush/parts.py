@@ -7,7 +7,7 @@ adapter receives it through ``install(app, engine)`` and attaches its waker to `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -52,6 +52,8 @@ class CacheHooks:
     release_pending: Callable[[Sequence[tuple[Sequence[Operation], str]]], None]
     # applied operations another release's producer cached: this release's entries go stale
     mark_stale: Callable[[Sequence[Operation]], None]
+    # markers applied batches left behind in these groups, released (``pending_heal.py``)
+    heal_pending: Callable[[Collection[str]], int]
     # unique claims in Redis pools other than the log's (before the log append; given back
     # if it fails): (ops by pool, all ops, the log's pool) -> claimed (key, id) by pool
     claim_other_pools: Callable[

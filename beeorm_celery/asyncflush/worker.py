@@ -35,6 +35,10 @@ from beeorm_celery.asyncflush.transport import Waker, WakeReason, WakeUp
 
 logger = logging.getLogger(__name__)
 
+# How often the sweeping thread looks for pending markers applied batches left behind: a scan
+# of each cached table's marker hash (HSCAN), cheap but not free on a large backlog.
+_HEAL_INTERVAL_S = 600.0
+
 
 class GroupWorker:
     """Drives the drains of one process's async core for an adapter; thread-safe (a drain per
@@ -137,8 +141,19 @@ class GroupWorker:
                 logger.info("worker start: woke groups with pending batches: %s", woken)
         except Exception:
             logger.exception("async flush sweep at worker start failed")
+        self.heal_pending()
         interval = self.parts.settings.sweep_interval_s if interval_s is None else interval_s
         return PeriodicSweep(self, interval)
+
+    def heal_pending(self) -> int:
+        """Release the pending markers that applied batches of the groups this worker serves
+        left behind (a worker killed between a COMMIT and its release; ``pending_heal.py``).
+        Never raises: it only saves reads a trip to MySQL."""
+        try:
+            return self.parts.caches.heal_pending(self.served())
+        except Exception:
+            logger.exception("releasing pending markers left behind failed; tried again later")
+            return 0
 
 
 class PeriodicSweep:
@@ -152,6 +167,7 @@ class PeriodicSweep:
         self._thread.start()
 
     def _run(self) -> None:
+        healed_at = time.monotonic()
         while not self._stop.wait(self._interval_s):
             try:
                 woken = self._worker.sweep(at_start=False)
@@ -161,6 +177,10 @@ class PeriodicSweep:
                 logger.exception(
                     "async flush sweep failed; trying again in %.0fs", self._interval_s
                 )
+            if time.monotonic() - healed_at >= _HEAL_INTERVAL_S:
+                # a pool process killed mid-step leaves markers; its main process lives on
+                healed_at = time.monotonic()
+                self._worker.heal_pending()
 
     def stop(self) -> None:
         self._stop.set()

@@ -1,0 +1,77 @@
+"""Pending markers that applied batches left behind, released (``cache_patch``'s markers).
+
+A worker releases a batch's pending markers right after its COMMIT. A worker killed between
+the two (SIGKILL, OOM, a lost Redis reply) leaves them set, and the table's marker hash keeps
+its TTL as long as flushes go on. Such a row was never cached again: every read went to MySQL
+(still right, but silently slower), and ``verify_cache`` skipped it as "batch queued".
+
+A marker at or before the group's applied position (``_beeorm_async_applied``, moved in the
+same transaction as the rows) belongs to a batch MySQL has: releasing it is what the killed
+worker would have done. The release script checks each marker again, atomically, so a row a
+producer marked meanwhile (a later batch, a later id) keeps its marker. Run by the worker at
+start and now and then by its sweeping thread (``GroupWorker``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from typing import TYPE_CHECKING
+
+from beeorm_celery.asyncflush import position
+from beeorm_celery.cache_patch import RELEASE_SCRIPT, script
+
+if TYPE_CHECKING:
+    from beeorm_celery.engine import Engine
+
+logger = logging.getLogger(__name__)
+
+_CHUNK = 1000  # ids per script call
+
+
+def _stream_id(text: str) -> tuple[int, int] | None:
+    """A stream id ``ms-seq`` (a marker may end with '+') as numbers; None if it is not one."""
+    ms, _, seq = text.rstrip("+").partition("-")
+    if not (ms.isdigit() and seq.isdigit()):
+        return None
+    return int(ms), int(seq)
+
+
+def heal_pending(engine: Engine, groups: Collection[str]) -> int:
+    """Release the markers of batches already applied in ``groups``; returns how many were
+    found (the script may keep some: marked again meanwhile)."""
+    wanted = {g: pool for g, pool in engine.async_parts.async_groups.items() if g in groups}
+    if not wanted:
+        return 0
+    rows = position.applied_rows(engine.async_parts.mysql, wanted)
+    found = 0
+    for schema in engine.schemas:
+        group = schema.options.async_group
+        pool = schema.options.redis_cache
+        row = rows.get(group) if group is not None else None
+        if pool is None or row is None or not row.get("last_batch_id"):
+            continue
+        through = str(row["last_batch_id"])
+        applied = _stream_id(through)
+        if applied is None:
+            continue
+        client = engine.redis(pool)
+        pending = engine.keys.pending(schema)
+        prefix = engine.keys.entity(schema, 0)[:-1]
+        left: list[str] = []
+        for field, mark in client.hscan_iter(pending, count=_CHUNK):
+            marked = _stream_id(mark.decode() if isinstance(mark, bytes) else str(mark))
+            if marked is not None and marked <= applied:
+                left.append(field.decode() if isinstance(field, bytes) else str(field))
+        for start in range(0, len(left), _CHUNK):
+            ids = ",".join(left[start : start + _CHUNK])
+            script(client, RELEASE_SCRIPT)(args=[pending, prefix, through, ids])
+        if left:
+            logger.warning(
+                "%s: released %d pending marker(s) that applied batches left behind "
+                "(a worker stopped between a COMMIT and its release)",
+                schema.name,
+                len(left),
+            )
+        found += len(left)
+    return found

@@ -1,0 +1,69 @@
+"""Pending markers that applied batches left behind are released (``pending_heal.py``).
+
+A worker killed between its COMMIT and its marker release left the markers set: the row was
+never cached again (every read went to MySQL) and ``verify_cache`` skipped it. Here the marker
+is put back by hand as such a worker would have left it, beside a marker of a batch that is
+still queued, which must stay.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from beeorm_celery import consume_async_flush_events
+from beeorm_celery.asyncflush.transport import WakeUp
+from beeorm_celery.asyncflush.worker import GroupWorker
+from tests.support.models import Counter
+from tests.support.sql import scalar
+
+pytestmark = pytest.mark.services
+
+
+class _NoWakes:
+    def wake(self, wake: WakeUp) -> None:
+        raise AssertionError(f"nothing should be woken here: {wake}")
+
+
+def test_markers_of_applied_batches_left_behind_are_released(make_engine):
+    engine = make_engine(Counter)
+    ctx = engine.new_context()
+    kept = ctx.new_entity(Counter, name="kept", value=1)
+    lost = ctx.new_entity(Counter, name="lost", value=2)
+    ctx.flush_async()
+    consume_async_flush_events(engine)
+    applied = scalar(
+        engine,
+        "SELECT last_batch_id FROM _beeorm_async_applied WHERE async_group = %s",
+        ("counters",),
+    )
+    client = engine.redis("default")
+    schema = engine.schema(Counter)
+    pending = engine.keys.pending(schema)
+    lost_key = engine.keys.entity(schema, lost.id)
+
+    # As a worker killed after its COMMIT leaves it; then the entry is evicted.
+    client.hset(pending, str(lost.id), str(applied))
+    client.delete(lost_key)
+    assert engine.new_context().get_by_id(Counter, lost.id).value == 2  # from MySQL
+    assert not client.exists(lost_key)  # and not cached: the marker forbids it
+
+    # A batch still queued: its marker must stay (MySQL is behind the cache for that row).
+    ctx = engine.new_context()
+    edited = ctx.edit(engine.new_context().get_by_id(Counter, kept.id))
+    edited.value = 5
+    ctx.flush_async()
+    queued_mark = client.hget(pending, str(kept.id))
+    assert queued_mark is not None
+
+    assert GroupWorker(engine.async_parts, _NoWakes()).heal_pending() == 1
+    assert client.hget(pending, str(lost.id)) is None
+    assert client.hget(pending, str(kept.id)) == queued_mark
+    # released as a worker releases: a short stale mark, then reads may cache the row again
+    assert client.get(lost_key) == b"?" and 0 < client.ttl(lost_key) <= 10
+    client.delete(lost_key)
+    assert engine.new_context().get_by_id(Counter, lost.id).value == 2
+    assert client.exists(lost_key)
+
+    consume_async_flush_events(engine)  # the queued edit applies as usual
+    assert engine.new_context().get_by_id(Counter, kept.id).value == 5
+    assert engine.verify_cache(Counter) == []
