@@ -14,6 +14,7 @@ from beeorm_celery import consume_async_flush_events
 from beeorm_celery.asyncflush.transport import WakeUp
 from beeorm_celery.asyncflush.worker import GroupWorker
 from tests.support.models import Counter
+from tests.support.services import wait_until
 from tests.support.sql import scalar
 
 pytestmark = pytest.mark.services
@@ -67,3 +68,25 @@ def test_markers_of_applied_batches_left_behind_are_released(make_engine):
     consume_async_flush_events(engine)  # the queued edit applies as usual
     assert engine.new_context().get_by_id(Counter, kept.id).value == 5
     assert engine.verify_cache(Counter) == []
+
+
+def test_a_starting_worker_releases_them_in_its_sweeping_thread(make_engine):
+    engine = make_engine(Counter)
+    ctx = engine.new_context()
+    row = ctx.new_entity(Counter, name="row", value=1)
+    ctx.flush_async()
+    consume_async_flush_events(engine)
+    applied = scalar(
+        engine,
+        "SELECT last_batch_id FROM _beeorm_async_applied WHERE async_group = %s",
+        ("counters",),
+    )
+    client = engine.redis("default")
+    pending = engine.keys.pending(engine.schema(Counter))
+    client.hset(pending, str(row.id), str(applied))
+
+    sweeping = GroupWorker(engine.async_parts, _NoWakes()).start_sweeping(interval_s=3600)
+    try:
+        wait_until(lambda: client.hget(pending, str(row.id)) is None, timeout_s=10)
+    finally:
+        sweeping.stop()

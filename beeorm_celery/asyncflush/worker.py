@@ -129,8 +129,10 @@ class GroupWorker:
 
     def start_sweeping(self, interval_s: float | None = None) -> PeriodicSweep:
         """Sweep now (``at_start``), then every ``interval_s`` (default ``sweep_interval_s``)
-        in a daemon thread until ``stop()`` is called on the result. Also says, once, whether
-        the log's Redis may lose batches (eviction, no persistence)."""
+        in a daemon thread until ``stop()`` is called on the result; that thread also releases
+        pending markers applied batches left behind (``heal_pending``), at once and every
+        ``_HEAL_INTERVAL_S``. Also says, once, whether the log's Redis may lose batches
+        (eviction, no persistence)."""
         guard = self.parts.log_redis_guard
         if guard is not None:
             guard.report_at_worker_start()
@@ -141,7 +143,6 @@ class GroupWorker:
                 logger.info("worker start: woke groups with pending batches: %s", woken)
         except Exception:
             logger.exception("async flush sweep at worker start failed")
-        self.heal_pending()
         interval = self.parts.settings.sweep_interval_s if interval_s is None else interval_s
         return PeriodicSweep(self, interval)
 
@@ -167,6 +168,8 @@ class PeriodicSweep:
         self._thread.start()
 
     def _run(self) -> None:
+        # at start, in this thread: a scan of a large marker hash must not hold up the worker
+        self._worker.heal_pending()
         healed_at = time.monotonic()
         while not self._stop.wait(self._interval_s):
             try:
