@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from beeorm_celery import consume_async_flush_events
+from beeorm_celery import Engine, consume_async_flush_events
 from beeorm_celery.asyncflush.transport import WakeUp
 from beeorm_celery.asyncflush.worker import GroupWorker
 from tests.support.models import Counter
@@ -25,25 +25,26 @@ class _NoWakes:
         raise AssertionError(f"nothing should be woken here: {wake}")
 
 
-def test_markers_of_applied_batches_left_behind_are_released(make_engine):
-    engine = make_engine(Counter)
+def _applied(engine: Engine, *names: str) -> tuple[list[Counter], str]:
+    """New counters, applied by a worker; and the id of the last batch applied."""
     ctx = engine.new_context()
-    kept = ctx.new_entity(Counter, name="kept", value=1)
-    lost = ctx.new_entity(Counter, name="lost", value=2)
+    rows = [ctx.new_entity(Counter, name=name, value=n + 1) for n, name in enumerate(names)]
     ctx.flush_async()
     consume_async_flush_events(engine)
-    applied = scalar(
-        engine,
-        "SELECT last_batch_id FROM _beeorm_async_applied WHERE async_group = %s",
-        ("counters",),
-    )
+    sql = "SELECT last_batch_id FROM _beeorm_async_applied WHERE async_group = %s"
+    return rows, str(scalar(engine, sql, ("counters",)))
+
+
+def test_markers_of_applied_batches_left_behind_are_released(make_engine):
+    engine = make_engine(Counter)
+    (kept, lost), applied = _applied(engine, "kept", "lost")
     client = engine.redis("default")
     schema = engine.schema(Counter)
     pending = engine.keys.pending(schema)
     lost_key = engine.keys.entity(schema, lost.id)
 
     # As a worker killed after its COMMIT leaves it; then the entry is evicted.
-    client.hset(pending, str(lost.id), str(applied))
+    client.hset(pending, str(lost.id), applied)
     client.delete(lost_key)
     assert engine.new_context().get_by_id(Counter, lost.id).value == 2  # from MySQL
     assert not client.exists(lost_key)  # and not cached: the marker forbids it
@@ -72,18 +73,10 @@ def test_markers_of_applied_batches_left_behind_are_released(make_engine):
 
 def test_a_starting_worker_releases_them_in_its_sweeping_thread(make_engine):
     engine = make_engine(Counter)
-    ctx = engine.new_context()
-    row = ctx.new_entity(Counter, name="row", value=1)
-    ctx.flush_async()
-    consume_async_flush_events(engine)
-    applied = scalar(
-        engine,
-        "SELECT last_batch_id FROM _beeorm_async_applied WHERE async_group = %s",
-        ("counters",),
-    )
+    (row,), applied = _applied(engine, "row")
     client = engine.redis("default")
     pending = engine.keys.pending(engine.schema(Counter))
-    client.hset(pending, str(row.id), str(applied))
+    client.hset(pending, str(row.id), applied)
 
     sweeping = GroupWorker(engine.async_parts, _NoWakes()).start_sweeping(interval_s=3600)
     try:
