@@ -6,8 +6,9 @@ its TTL as long as flushes go on. Such a row was never cached again: every read 
 (still right, but silently slower), and ``verify_cache`` skipped it as "batch queued".
 
 A marker at or before the group's applied position (``_beeorm_async_applied``, moved in the
-same transaction as the rows) belongs to a batch MySQL has: releasing it is what the killed
-worker would have done. The release script checks each marker again, atomically, so a row a
+same transaction as the rows, of the log there now: same epoch) belongs to a batch MySQL has,
+since a log numbers its batches in order: releasing it is what the killed worker would have
+done. The release script checks each marker again, atomically, so a row a
 producer marked meanwhile (a later batch, a later id) keeps its marker. Run by the worker at
 start and now and then by its sweeping thread (``GroupWorker``).
 """
@@ -29,6 +30,10 @@ logger = logging.getLogger(__name__)
 _CHUNK = 1000  # ids per script call
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _stream_id(text: str) -> tuple[int, int] | None:
     """A stream id ``ms-seq`` (a marker may end with '+') as numbers; None if it is not one."""
     ms, _, seq = text.rstrip("+").partition("-")
@@ -44,11 +49,21 @@ def heal_pending(engine: Engine, groups: Collection[str]) -> int:
     if not wanted:
         return 0
     rows = position.applied_rows(engine.async_parts.mysql, wanted)
+    # Only where the position is of the log there now: a log recreated after a loss numbers its
+    # batches afresh, and its markers say nothing against the old log's position.
+    log_redis = engine.async_parts.log_redis()
+    groups_now = [g for g in rows if rows[g].get("epoch")]
+    epochs = log_redis.mget([engine.keys.epoch(g) for g in groups_now]) if groups_now else []
+    current = {
+        g
+        for g, epoch in zip(groups_now, epochs, strict=True)
+        if epoch is not None and _text(epoch) == str(rows[g]["epoch"])
+    }
     found = 0
     for schema in engine.schemas:
         group = schema.options.async_group
         pool = schema.options.redis_cache
-        row = rows.get(group) if group is not None else None
+        row = rows.get(group) if group is not None and group in current else None
         if pool is None or row is None or not row.get("last_batch_id"):
             continue
         through = str(row["last_batch_id"])
@@ -60,9 +75,9 @@ def heal_pending(engine: Engine, groups: Collection[str]) -> int:
         prefix = engine.keys.entity(schema, 0)[:-1]
         left: list[str] = []
         for field, mark in client.hscan_iter(pending, count=_CHUNK):
-            marked = _stream_id(mark.decode() if isinstance(mark, bytes) else str(mark))
+            marked = _stream_id(_text(mark))
             if marked is not None and marked <= applied:
-                left.append(field.decode() if isinstance(field, bytes) else str(field))
+                left.append(_text(field))
         for start in range(0, len(left), _CHUNK):
             ids = ",".join(left[start : start + _CHUNK])
             script(client, RELEASE_SCRIPT)(args=[pending, prefix, through, ids])

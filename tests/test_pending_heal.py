@@ -9,6 +9,7 @@ still queued, which must stay.
 from __future__ import annotations
 
 import pytest
+import redis
 
 from beeorm_celery import Engine, consume_async_flush_events
 from beeorm_celery.asyncflush.transport import WakeUp
@@ -71,15 +72,29 @@ def test_markers_of_applied_batches_left_behind_are_released(make_engine):
     assert engine.verify_cache(Counter) == []
 
 
-def test_a_starting_worker_releases_them_in_its_sweeping_thread(make_engine):
-    engine = make_engine(Counter)
+def _one_left_behind(engine: Engine) -> tuple[redis.Redis, str, str, str]:
+    """One applied row whose marker a killed worker left: (client, marker hash, id, marker)."""
     (row,), applied = _applied(engine, "row")
     client = engine.redis("default")
     pending = engine.keys.pending(engine.schema(Counter))
     client.hset(pending, str(row.id), applied)
+    return client, pending, str(row.id), applied
 
+
+def test_a_starting_worker_releases_them_in_its_sweeping_thread(make_engine):
+    engine = make_engine(Counter)
+    client, pending, row_id, _ = _one_left_behind(engine)
     sweeping = GroupWorker(engine.async_parts, _NoWakes()).start_sweeping(interval_s=3600)
     try:
-        wait_until(lambda: client.hget(pending, str(row.id)) is None, timeout_s=10)
+        wait_until(lambda: client.hget(pending, row_id) is None, timeout_s=10)
     finally:
         sweeping.stop()
+
+
+def test_a_log_recreated_since_the_position_releases_nothing(make_engine):
+    # After a log loss the new log numbers its batches afresh: the old position says nothing.
+    engine = make_engine(Counter)
+    client, pending, row_id, marker = _one_left_behind(engine)
+    client.set(engine.keys.epoch("counters"), "a-log-created-since")
+    assert GroupWorker(engine.async_parts, _NoWakes()).heal_pending() == 0
+    assert client.hget(pending, row_id) == marker.encode()
