@@ -8,6 +8,7 @@ flush patches rows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -19,6 +20,15 @@ if TYPE_CHECKING:
     from redis.client import Pipeline
 
     from beeorm_celery.schema import EntitySchema
+
+
+def ops_by_cache_pool(ops: Sequence[Operation]) -> dict[str, list[Operation]]:
+    """The operations of entities with a Redis cache, by the cache's pool."""
+    by_pool: dict[str, list[Operation]] = {}
+    for op in ops:
+        if op.schema.options.redis_cache is not None:
+            by_pool.setdefault(op.schema.options.redis_cache, []).append(op)
+    return by_pool
 
 
 def encode_row(schema: EntitySchema, values: dict[str, Any]) -> bytes:

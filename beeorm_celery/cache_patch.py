@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from redis import exceptions as redis_errors
 
-from beeorm_celery.cache import encoded_row
+from beeorm_celery.cache import encoded_row, ops_by_cache_pool
 from beeorm_celery.keys import STALE, STALE_TTL_S
 from beeorm_celery.operations import Operation, OpKind
 
@@ -678,11 +678,7 @@ def fill_rows(engine: Engine, schema: EntitySchema, rows: dict[int, bytes | None
 def mark_stale(engine: Engine, ops: Sequence[Operation]) -> None:
     """This process's cache entries of ``ops``' rows (its column layout) may be older than MySQL
     now: a short stale mark, so the next read loads MySQL and no reader caches an older copy."""
-    by_pool: dict[str, list[Operation]] = {}
-    for op in ops:
-        if op.schema.options.redis_cache is not None:
-            by_pool.setdefault(op.schema.options.redis_cache, []).append(op)
-    for pool, pool_ops in by_pool.items():
+    for pool, pool_ops in ops_by_cache_pool(ops).items():
         pipe = engine.redis(pool).pipeline(transaction=False)
         for op in pool_ops:
             pipe.set(engine.keys.entity(op.schema, op.id), STALE, ex=STALE_TTL_S)

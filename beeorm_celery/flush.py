@@ -19,7 +19,7 @@ import pymysql
 import redis
 
 from beeorm_celery import failures
-from beeorm_celery.cache import CacheWrites, decode_row, invalidate_operation
+from beeorm_celery.cache import CacheWrites, decode_row, invalidate_operation, ops_by_cache_pool
 from beeorm_celery.cache_patch import (
     CACHE_SCRIPT,
     UNDO_CLAIMS_SCRIPT,
@@ -190,15 +190,6 @@ def _drop_entity(engine: Engine, op: Operation) -> None:
         return
     with contextlib.suppress(redis.RedisError):
         engine.redis_for(op.schema).delete(engine.keys.entity(op.schema, op.id))
-
-
-def ops_by_cache_pool(ops: Sequence[Operation]) -> dict[str, list[Operation]]:
-    """The operations of entities with a Redis cache, by the cache's pool."""
-    by_pool: dict[str, list[Operation]] = {}
-    for op in ops:
-        if op.schema.options.redis_cache is not None:
-            by_pool.setdefault(op.schema.options.redis_cache, []).append(op)
-    return by_pool
 
 
 def cache_plan(

@@ -20,6 +20,7 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from beeorm_celery.asyncflush import position
+from beeorm_celery.asyncflush.log import parse_id
 from beeorm_celery.cache_patch import RELEASE_SCRIPT, script
 
 if TYPE_CHECKING:
@@ -34,12 +35,12 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _stream_id(text: str) -> tuple[int, int] | None:
-    """A stream id ``ms-seq`` (a marker may end with '+') as numbers; None if it is not one."""
-    ms, _, seq = text.rstrip("+").partition("-")
-    if not (ms.isdigit() and seq.isdigit()):
-        return None
-    return int(ms), int(seq)
+def _at_or_before(marker: str, applied: tuple[int, int]) -> bool:
+    """Whether ``marker`` (a batch id, '+' after a provisional row) is at or before ``applied``."""
+    try:
+        return parse_id(marker.rstrip("+")) <= applied
+    except ValueError:
+        return False  # not a stream id: left to the marker hash's TTL
 
 
 def heal_pending(engine: Engine, groups: Collection[str]) -> int:
@@ -67,16 +68,16 @@ def heal_pending(engine: Engine, groups: Collection[str]) -> int:
         if pool is None or row is None or not row.get("last_batch_id"):
             continue
         through = str(row["last_batch_id"])
-        applied = _stream_id(through)
-        if applied is None:
+        try:
+            applied = parse_id(through)
+        except ValueError:
             continue
         client = engine.redis(pool)
         pending = engine.keys.pending(schema)
         prefix = engine.keys.entity(schema, 0)[:-1]
         left: list[str] = []
         for field, mark in client.hscan_iter(pending, count=_CHUNK):
-            marked = _stream_id(_text(mark))
-            if marked is not None and marked <= applied:
+            if _at_or_before(_text(mark), applied):
                 left.append(_text(field))
         for start in range(0, len(left), _CHUNK):
             ids = ",".join(left[start : start + _CHUNK])

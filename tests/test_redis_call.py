@@ -21,7 +21,7 @@ redis.call('INCR', KEYS[1])
 local t = redis.call('TIME')
 local until_us = t[1] * 1000000 + t[2] + 300000
 repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= until_us
-return 1
+return 'the slow reply'
 """
 
 

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from beeorm_celery.asyncflush.drain import Drain
     from beeorm_celery.asyncflush.parts import AsyncParts
     from beeorm_celery.asyncflush.report import DrainReport
+    from beeorm_celery.operations import Operation
 
 
 @dataclass
@@ -153,6 +154,7 @@ def joint_step(
     statement = ""
     try:
         moves: list[tuple[str, str, str, int, int, int]] = []
+        applied: list[tuple[list[Operation], str]] = []  # each group's operations, last batch
         for plan in plans:
             ops = [op for batch in plan.chunk for op in batch.operations]
             for statement, carried in statements(ops, limits.merge_limit(conn)):
@@ -160,6 +162,7 @@ def joint_step(
             last_id = str(plan.chunk[-1].id)
             group, batches = plan.drain.group, len(plan.chunk)
             moves.append((group, plan.epoch, last_id, batches, len(ops), plan.pending))
+            applied.append((ops, last_id))
         position.advance_many(cursor, moves)
         conn.commit()
     except pymysql.MySQLError as e:
@@ -172,12 +175,7 @@ def joint_step(
     _trim(parts, plans)
     # every group's pending markers in one call per Redis pool (a call per group was most of
     # the per-group cost of a step over many groups)
-    parts.caches.release_pending(
-        [
-            ([op for b in plan.chunk for op in b.operations], str(plan.chunk[-1].id))
-            for plan in plans
-        ]
-    )
+    parts.caches.release_pending(applied)
     for plan in plans:
         drain, chunk = plan.drain, plan.chunk
         last_id = str(chunk[-1].id)

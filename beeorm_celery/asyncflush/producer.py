@@ -20,9 +20,8 @@ import redis
 from beeorm_celery.asyncflush import failure
 from beeorm_celery.asyncflush.batch import Batch
 from beeorm_celery.asyncflush.enqueue import enqueue_and_wake
-from beeorm_celery.cache import CacheWrites
+from beeorm_celery.cache import CacheWrites, ops_by_cache_pool
 from beeorm_celery.cache_patch import CachePlan
-from beeorm_celery.flush import ops_by_cache_pool
 from beeorm_celery.unique_claims import add_claims, reference_checks
 
 if TYPE_CHECKING:
