@@ -29,6 +29,14 @@ def _drain(engine):
     consume_async_flush_events(engine)
 
 
+def _refused_as_taken(engine, name, flush="flush_async"):
+    """A new counter named ``name`` is refused: the name is held (DuplicateKeyError)."""
+    ctx = engine.new_context()
+    ctx.new_entity(Counter, name=name)
+    with pytest.raises(DuplicateKeyError):
+        getattr(ctx, flush)()
+
+
 def _cached_row(engine, entity, entity_id):
     return engine.redis("default").get(engine.keys.entity(engine.schema(entity), entity_id))
 
@@ -291,10 +299,7 @@ def test_renames_and_deletes_release_their_values_at_once(make_engine):
     ctx.new_entity(Counter, name="alpha")  # freed by the rename, still queued
     ctx.new_entity(Counter, name="beta")  # freed by the delete, still queued
     ctx.flush_async()
-    ctx = engine.new_context()
-    ctx.new_entity(Counter, name="gamma")
-    with pytest.raises(DuplicateKeyError):
-        ctx.flush_async()
+    _refused_as_taken(engine, "gamma")
     _drain(engine)
     assert engine.dead_letters.count() == 0
     assert sorted(r[0] for r in query(engine, "SELECT name FROM counter")) == [
@@ -328,10 +333,7 @@ def test_a_stale_copy_cannot_release_a_unique_value_it_no_longer_holds(make_engi
     ctx = engine.new_context()
     ctx.edit(stale).name = "newest"
     ctx.flush_async()
-    ctx = engine.new_context()
-    ctx.new_entity(Counter, name="new")
-    with pytest.raises(DuplicateKeyError):
-        ctx.flush_async()
+    _refused_as_taken(engine, "new")
     # once applied, MySQL says "new" is free: the claim left behind is taken over
     _drain(engine)
     ctx = engine.new_context()
@@ -351,17 +353,11 @@ def test_flush_and_flush_async_keep_one_index(make_engine):
     ctx = engine.new_context()
     ctx.new_entity(Counter, name="queued")
     ctx.flush_async()  # not in MySQL yet
-    ctx = engine.new_context()
-    ctx.new_entity(Counter, name="queued")
-    with pytest.raises(DuplicateKeyError):
-        ctx.flush()
+    _refused_as_taken(engine, "queued", flush="flush")
     ctx = engine.new_context()
     ctx.new_entity(Counter, name="direct")
     ctx.flush()
-    ctx = engine.new_context()
-    ctx.new_entity(Counter, name="direct")
-    with pytest.raises(DuplicateKeyError):
-        ctx.flush_async()
+    _refused_as_taken(engine, "direct")
     _drain(engine)
     assert engine.dead_letters.count() == 0
     assert scalar(engine, "SELECT COUNT(*) FROM counter") == 2
