@@ -84,6 +84,17 @@ class ColumnType:
         """An expression computing ``to_json`` of a non-NULL stored value."""
         return f"{t}.to_json({v})"
 
+    def fast_value_source(self, v: str, t: str) -> tuple[str, str] | None:
+        """(check, expression), for a type whose valid values ``validate`` may normalise: for
+        a value the check accepts, the expression equals ``validate(value)``. Tried when
+        ``fast_check_source`` is None; None: every value goes through ``validate``."""
+        return None
+
+    def json_dump_source(self, v: str, t: str) -> str:
+        """``json_source`` where the value goes into the one ``orjson.dumps`` of a whole row:
+        a type orjson writes exactly as ``to_json`` would may go in as it is."""
+        return self.json_source(v, t)
+
     def json_decode_source(self, x: str, t: str) -> tuple[str, str] | None:
         """(check, expression) for the compiled batch decoder: for a JSON value ``x`` the check
         accepts, the expression equals ``validate(from_json(x))`` (it may raise; the decoder then
@@ -225,12 +236,15 @@ class DecimalType(ColumnType):
     scale: int
     _quantum: Decimal = field(init=False, repr=False, compare=False)
     _context: Context = field(init=False, repr=False, compare=False)
+    _quiet: Context = field(init=False, repr=False, compare=False)
     python_name = "Decimal"
 
     def __post_init__(self) -> None:
         # Made once: building a quantum and a context per value cost more than the checks.
         object.__setattr__(self, "_quantum", Decimal(1).scaleb(-self.scale))
         object.__setattr__(self, "_context", Context(prec=self.precision + 1))
+        # the compiled codec's quantize (``fast_value_source``): NaN instead of an exception
+        object.__setattr__(self, "_quiet", Context(prec=self.precision + 1, traps=[]))
 
     @property
     def zero(self) -> Decimal:
@@ -247,6 +261,17 @@ class DecimalType(ColumnType):
 
     def json_decode_source(self, x: str, t: str) -> tuple[str, str]:
         return f"type({x}) is str", f"{t}.validate(_Decimal({x}))"
+
+    def fast_value_source(self, v: str, t: str) -> tuple[str, str]:
+        # validate's common case, inline: one quantize, exact and short enough (a zero takes
+        # validate, which drops its sign; a quantize that fails gives NaN, never equal)
+        q = f"_{v}q"
+        check = (
+            f"type({v}) is _Decimal and {v}.is_finite() and not {v}.is_zero()"
+            f" and ({q} := {v}.quantize({t}._quantum, context={t}._quiet)) == {v}"
+            f" and {q}.adjusted() < {self.precision - self.scale}"
+        )
+        return check, q
 
     def sql_literal_source(self, v: str, t: str) -> str:
         return f"format({v}, 'f')"
@@ -406,6 +431,10 @@ class DateType(ColumnType):
     def json_source(self, v: str, t: str) -> str:
         return f"{v}.isoformat()"
 
+    def json_dump_source(self, v: str, t: str) -> str:
+        # orjson writes a date as isoformat() does, without the method call (a subclass: not)
+        return f"({v} if type({v}) is _date else {v}.isoformat())"
+
     def sql_literal_source(self, v: str, t: str) -> str:
         return f'("\'" + {v}.isoformat() + "\'")'
 
@@ -443,6 +472,10 @@ class DateTimeType(ColumnType):
 
     def json_source(self, v: str, t: str) -> str:
         return f"{v}.isoformat()"
+
+    def json_dump_source(self, v: str, t: str) -> str:
+        # orjson writes a naive datetime as isoformat() does (checked by a property test)
+        return f"({v} if type({v}) is _datetime else {v}.isoformat())"
 
     def sql_literal_source(self, v: str, t: str) -> str:
         return f"(\"'\" + {v}.isoformat(' ') + \"'\")"

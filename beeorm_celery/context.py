@@ -151,7 +151,9 @@ class Context:
                 continue
             if schema.references:
                 self._check_references(schema, tracked.entity)
-            full, json_row = _validated(schema, tracked.entity)
+            # every data column's stored value and the row as the cache's JSON, or
+            # ValidationError for the first bad value (compiled per schema: rowcodec.py)
+            full, json_row = schema.row_codec.validate(tracked.entity)
             if tracked.kind is OpKind.INSERT:
                 ops.append(
                     Operation(OpKind.INSERT, schema, tracked.entity.id, full, {}, full, json_row)
@@ -334,9 +336,3 @@ def _refuse_unflushed(schema: EntitySchema, entity: Entity) -> None:
 
 def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
-
-
-def _validated(schema: EntitySchema, entity: Entity) -> tuple[dict[str, Any], bytes]:
-    """Every data column's value as it will be stored, and the row as the cache's JSON, or
-    ValidationError for the first bad value (compiled per schema: see rowcodec.py)."""
-    return schema.row_codec.validate(entity)

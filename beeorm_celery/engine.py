@@ -27,6 +27,7 @@ from beeorm_celery.keys import Keys
 from beeorm_celery.local_cache import InvalidationListener, LocalCache
 from beeorm_celery.mysql import MySQLConfig, MySQLPool
 from beeorm_celery.querybuilder import Query
+from beeorm_celery.redis_call import OnceCaller
 
 if TYPE_CHECKING:
     from beeorm_celery.async_reads import QueryRunner, QueryStats
@@ -70,6 +71,7 @@ class Engine:
         self._redis_urls = redis_urls
         self._redis: dict[str, redis.Redis] = {}
         self._redis_lock = threading.Lock()
+        self._log_once: OnceCaller | None = None  # made with the log's client
         self.tombstone_ttl_s = tombstone_ttl_s
         self.missing_ttl_s = missing_ttl_s
         self.async_settings = async_settings
@@ -109,6 +111,7 @@ class Engine:
             settings=async_settings,
             log_pool=async_redis_pool,
             log_redis=self._log_redis,
+            log_caller=self._log_caller,
             log_redis_guard=self.log_redis_guard,
             async_groups=self._async_groups,
             schema_for_table=self.schema_for_table,
@@ -181,6 +184,16 @@ class Engine:
                 f"the async flush keeps its logs in Redis pool {self.async_redis_pool!r}: "
                 "register it (registry.register_redis(url)) or pass Registry(async_redis_pool=...)"
             ) from None
+
+    def _log_caller(self) -> OnceCaller:
+        caller = self._log_once
+        if caller is None:
+            client = self._log_redis()
+            with self._redis_lock:
+                caller = self._log_once
+                if caller is None:
+                    caller = self._log_once = OnceCaller(client)
+        return caller
 
     def _id_redis(self, schema: EntitySchema) -> Redis:
         pool = schema.options.redis_cache or self.async_redis_pool
@@ -357,6 +370,8 @@ class Engine:
             self._listener.stop()
         for pool in self.mysql.values():
             pool.close()
+        if self._log_once is not None:
+            self._log_once.close()
         for client in self._redis.values():
             client.close()
 

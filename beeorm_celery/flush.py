@@ -281,6 +281,8 @@ def update_local_caches(
     if not engine.local_caches:
         return
     for op in ops:
+        if op.schema.options.local_cache is None:
+            continue
         local = engine.local_cache(op.schema)
         if local is None:
             continue

@@ -6,16 +6,31 @@ may have run it before the link broke, and a second run would queue the batches 
 command is sent again only when sending it failed (a pooled connection the server had closed;
 the server saw no complete command), never after it was sent.
 
-It is also the hot path of every ``flush_async()``: it skips the retry wrapper, the
-observability hooks and the event dispatch that ``execute_command`` runs around each call.
+It is also the hot path of every ``flush_async()``. ``OnceCaller`` keeps connections of its own
+for it, made and authenticated by redis-py (the client's connection class and settings), then
+driven directly: the command packed by hiredis, one ``sendall``, replies read into one buffer.
+Measured on loopback, that is about 35 µs less per call than redis-py's pooled path, which
+checks each connection out with a ``poll``, waits on a socket with a Python-level timeout (a
+``poll`` before every read and write) and runs its observability hooks around each command. The
+timeout here is the kernel's (``SO_RCVTIMEO`` / ``SO_SNDTIMEO``), and an idle connection is
+checked on checkout with one non-blocking peek. Clients this cannot drive the same way (TLS,
+RESP3, decoded replies) take ``call_once``, redis-py's connections without its retry.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import struct
 from typing import Any, Protocol, cast
 
+import hiredis
 import redis
-from redis.exceptions import ResponseError
+from redis._parsers import BaseParser
+from redis.exceptions import InvalidResponse, ResponseError
+
+# what a lean connection reads into per recv; a flush's reply is far smaller
+_READ_SIZE = 65536
 
 
 class _Link(Protocol):
@@ -51,3 +66,142 @@ def call_once(client: redis.Redis, *args: Any) -> Any:
         raise
     finally:
         pool.release(pooled)
+
+
+class OnceCaller:
+    """``call(*args)``: ``call_once`` on ``client``'s server, over connections of its own.
+
+    Thread-safe (a connection serves one call at a time) and fork-safe (a child never uses its
+    parent's connections). ``close()`` closes the idle ones.
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._lean = _drivable(client.connection_pool)
+        self._pid = os.getpid()
+        self._idle: list[_LeanLink] = []
+
+    def call(self, *args: Any) -> Any:
+        if not self._lean:
+            return call_once(self._client, *args)
+        if self._pid != os.getpid():
+            # forked: the sockets are shared with the parent; a child's use would interleave
+            # with the parent's replies. Forgotten here, never closed (that is the parent's).
+            self._idle = []
+            self._pid = os.getpid()
+        packed = hiredis.pack_command(args)
+        link = self._checkout()
+        try:
+            try:
+                link.send(packed)
+            except (redis.ConnectionError, redis.TimeoutError):
+                # Not sent whole: the server cannot have run it. Once more on a fresh connection.
+                link.close()
+                link = _LeanLink(self._client.connection_pool)
+                link.send(packed)
+            reply = link.read()
+        except BaseException:
+            # the reply may still come: a connection in an unknown state goes
+            link.close()
+            raise
+        self._idle.append(link)
+        if isinstance(reply, ResponseError):
+            raise reply  # an error reply: the connection is in step, kept
+        return reply
+
+    def close(self) -> None:
+        idle, self._idle = self._idle, []
+        if self._pid == os.getpid():
+            for link in idle:
+                link.close()
+
+    def _checkout(self) -> _LeanLink:
+        while True:
+            try:
+                link = self._idle.pop()
+            except IndexError:
+                return _LeanLink(self._client.connection_pool)
+            if link.usable():
+                return link
+            link.close()  # closed by the server (a restart, a timeout, CLIENT KILL)
+
+
+def _drivable(pool: redis.ConnectionPool) -> bool:
+    """Whether ``pool``'s connections are plain sockets speaking RESP2 with bytes replies."""
+    kwargs = pool.connection_kwargs
+    return (
+        pool.connection_class in (redis.Connection, redis.UnixDomainSocketConnection)
+        and str(kwargs.get("protocol") or 2) == "2"
+        and not kwargs.get("decode_responses")
+        and hasattr(socket, "MSG_DONTWAIT")
+        and hasattr(socket, "SO_RCVTIMEO")
+    )
+
+
+class _LeanLink:
+    """One connection, set up by redis-py (connect, AUTH, SELECT, client name), then driven
+    here: hiredis parses its replies, the kernel times its reads and writes out."""
+
+    def __init__(self, pool: redis.ConnectionPool) -> None:
+        conn = pool.connection_class(**pool.connection_kwargs)
+        conn.connect()
+        # redis-py keeps the connected socket here (``_sock``) in every version we support
+        sock = getattr(conn, "_sock", None)
+        if not isinstance(sock, socket.socket):
+            conn.disconnect()
+            raise redis.ConnectionError("redis-py's connection has no socket to drive")
+        self._conn = conn
+        self._sock = sock
+        timeout = conn.socket_timeout
+        if timeout is not None:
+            # Blocking mode with the kernel's timeouts: Python's own timeout polls before every
+            # read and write. A timed-out read or write raises BlockingIOError (EAGAIN).
+            sock.settimeout(None)
+            seconds = int(timeout)
+            micros = int((timeout - seconds) * 1_000_000)
+            timeval = struct.pack("ll", seconds, micros)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+        self._reader = hiredis.Reader(
+            protocolError=InvalidResponse, replyError=BaseParser.parse_error
+        )
+        self._buffer = bytearray(_READ_SIZE)
+
+    def usable(self) -> bool:
+        """True while the server has not closed the connection and nothing unread waits."""
+        try:
+            self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return True  # nothing to read: open and in step
+        except OSError:
+            return False
+        # b'': closed by the server; a byte: a reply nobody asked for (out of step)
+        return False
+
+    def send(self, packed: bytes) -> None:
+        try:
+            self._sock.sendall(packed)
+        except BlockingIOError:
+            raise redis.TimeoutError("Timeout writing to socket") from None
+        except OSError as e:
+            raise redis.ConnectionError(f"Error while writing to socket: {e}") from None
+
+    def read(self) -> Any:
+        reader, buffer = self._reader, self._buffer
+        while True:
+            reply = reader.gets()
+            if reply is not False:
+                return reply
+            try:
+                n = self._sock.recv_into(buffer)
+            except BlockingIOError:
+                raise redis.TimeoutError("Timeout reading from socket") from None
+            except OSError as e:
+                raise redis.ConnectionError(f"Error while reading from socket: {e}") from None
+            if n == 0:
+                raise redis.ConnectionError("Connection closed by server.")
+            # hiredis reads any buffer (its stub says bytes only): no copy of the bytes read
+            reader.feed(cast(bytes, buffer), 0, n)
+
+    def close(self) -> None:
+        cast(_Link, self._conn).disconnect()

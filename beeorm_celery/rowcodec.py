@@ -83,7 +83,8 @@ def _full_path(schema: EntitySchema, column: Column) -> Callable[[Entity, Any], 
 
 
 def _json_expr(column: Column, v: str, t: str) -> str:
-    expr = column.type.json_source(v, t)
+    # inside the row's one orjson.dumps
+    expr = column.type.json_dump_source(v, t)
     if expr == v or not column.nullable:
         return expr
     return f"(None if {v} is None else {expr})"
@@ -102,6 +103,18 @@ def _validator_source(schema: EntitySchema) -> str:
         lines.append(f"    {v} = get({column.name!r})")
         check = column.type.fast_check_source(v, t)
         if check is None:
+            fast = column.type.fast_value_source(v, t)
+            if fast is not None:
+                # the normalised value is the stored form: written back, as the full path does
+                value_check, expr = fast
+                if column.nullable:
+                    lines.append(f"    if {v} is None: pass")
+                    lines.append(f"    elif {value_check}:")
+                else:
+                    lines.append(f"    if {value_check}:")
+                lines.append(f"        {v} = entity.__dict__[{column.name!r}] = {expr}")
+                lines.append(f"    else: {v} = slow{i}(entity, {v})")
+                continue
             guard = f"{v} is not None" if column.nullable else "True"
             lines.append(f"    if {guard}: {v} = slow{i}(entity, {v})")
             continue

@@ -1,4 +1,6 @@
-"""``call_once``: a command that was sent is never sent again (a flush's script queues batches).
+"""``call_once`` / ``OnceCaller``: a command that was sent is never sent again (a flush's script
+queues batches), and the lean connections stay in step through timeouts, error replies, a
+server that drops its clients or restarts, and ``fork()``.
 
 redis-py's ``execute_command`` may retry a command whose reply did not come: for the flush
 script that would queue the same batches again. These run against a private redis-server (a
@@ -7,10 +9,14 @@ script there blocks it for a moment) and check what the server did.
 
 from __future__ import annotations
 
+import multiprocessing
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 import redis
 
-from beeorm_celery.redis_call import call_once
+from beeorm_celery.redis_call import OnceCaller, call_once
 from tests.support.private_servers import private_redis
 
 pytestmark = pytest.mark.services
@@ -24,35 +30,100 @@ repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= until_us
 return 'the slow reply'
 """
 
+Call = Callable[..., Any]
 
-def test_a_reply_that_does_not_come_is_not_sent_again() -> None:
+
+def _plain(client: redis.Redis) -> Call:
+    return lambda *args: call_once(client, *args)
+
+
+def _lean(client: redis.Redis) -> Call:
+    return OnceCaller(client).call
+
+
+both = pytest.mark.parametrize("make_call", [_plain, _lean], ids=["call_once", "OnceCaller"])
+
+
+@both
+def test_a_reply_that_does_not_come_is_not_sent_again(make_call: Callable[..., Call]) -> None:
     with private_redis() as server:
         client = redis.Redis.from_url(server.url(), socket_timeout=0.1)
         checker = redis.Redis.from_url(server.url())  # no timeout: waits for the scripts
+        call = make_call(client)
         try:
             with pytest.raises(redis.TimeoutError):
-                call_once(client, "EVAL", _SLOW_COUNT, 1, "runs")
+                call("EVAL", _SLOW_COUNT, 1, "runs")
             # the script ran, once: the timed-out call was not sent again
             assert int(checker.get("runs") or 0) == 1
-            # and the connection that timed out is not handed out again with the late reply
-            assert call_once(client, "INCR", "after") == 1
+            # and the connection that timed out is not used again with the late reply waiting
+            assert call("INCR", "after") == 1
+            assert call("GET", "after") == b"1"
         finally:
             client.close()
             checker.close()
 
 
-def test_replies_errors_and_a_connection_the_server_closed() -> None:
+@both
+def test_replies_errors_and_a_connection_the_server_closed(
+    make_call: Callable[..., Call],
+) -> None:
     with private_redis() as server:
         client = redis.Redis.from_url(server.url())
+        call = make_call(client)
         try:
-            assert call_once(client, "SET", "k", "v") == b"OK"
+            assert call("SET", "k", "v") == b"OK"
             with pytest.raises(redis.exceptions.NoScriptError):
-                call_once(client, "EVALSHA", "0" * 40, 0)
-            assert call_once(client, "GET", "k") == b"v"  # in step after an error reply
-            # the server drops every client: the pooled connection is replaced on checkout
+                call("EVALSHA", "0" * 40, 0)
+            assert call("GET", "k") == b"v"  # in step after an error reply
+            assert call("MGET", "k", "none") == [b"v", None]
+            # the server drops every client: the idle connection is replaced on checkout
             admin = redis.Redis.from_url(server.url())
             admin.client_kill_filter(_type="normal", skipme=True)
             admin.close()
-            assert call_once(client, "GET", "k") == b"v"
+            assert call("GET", "k") == b"v"
+            # a restart (empty): the same, the new server answers
+            server.restart_empty()
+            assert call("GET", "k") is None
         finally:
+            client.close()
+
+
+def _child_calls(url: str, caller: OnceCaller, out: Any) -> None:
+    try:
+        out.put([caller.call("INCR", "child") for _ in range(50)])
+    except BaseException as e:  # reported to the parent, which fails the test with it
+        out.put(repr(e))
+
+
+def test_a_forked_child_never_uses_its_parents_connections() -> None:
+    with private_redis() as server:
+        client = redis.Redis.from_url(server.url())
+        caller = OnceCaller(client)
+        try:
+            assert caller.call("SET", "parent", "p") == b"OK"  # a connection is now idle
+            fork = multiprocessing.get_context("fork")
+            out = fork.Queue()
+            child = fork.Process(target=_child_calls, args=(server.url(), caller, out))
+            child.start()
+            # the parent keeps calling while the child does: any shared socket would mix the
+            # replies (a child's INCR answered to the parent's GET, or the other way round)
+            for _ in range(200):
+                assert caller.call("GET", "parent") == b"p"
+            child.join(timeout=30)
+            assert out.get(timeout=5) == list(range(1, 51))
+            assert caller.call("GET", "parent") == b"p"
+        finally:
+            caller.close()
+            client.close()
+
+
+def test_clients_it_cannot_drive_take_redis_pys_connections() -> None:
+    with private_redis() as server:
+        client = redis.Redis.from_url(server.url(), decode_responses=True)
+        caller = OnceCaller(client)
+        try:
+            assert caller.call("SET", "k", "v") == "OK"
+            assert caller.call("GET", "k") == "v"  # decoded, as the client asked
+        finally:
+            caller.close()
             client.close()

@@ -29,7 +29,6 @@ from beeorm_celery.asyncflush import backlog, failure
 from beeorm_celery.asyncflush.batch import Batch, sign
 from beeorm_celery.asyncflush.transport import WakeReason, WakeUp
 from beeorm_celery.cache_patch import LUA_HELPERS, patched_rows
-from beeorm_celery.redis_call import call_once
 from beeorm_celery.unique_claims import run_checked
 
 if TYPE_CHECKING:
@@ -37,6 +36,7 @@ if TYPE_CHECKING:
     from beeorm_celery.asyncflush.transport import Waker
     from beeorm_celery.cache import CacheWrites
     from beeorm_celery.cache_patch import CachePlan
+    from beeorm_celery.redis_call import OnceCaller
 
 logger = logging.getLogger(__name__)
 
@@ -187,14 +187,15 @@ def enqueue_and_wake(
         script_keys += [keys.dead(batch.group), keys.dead_index(batch.group)]
         script_args.append(dead_batch_id)
     client = parts.log_redis()
+    caller = parts.log_caller()
     try:
         if cache_plan is None:
-            results = _run(client, script_keys, [*script_args, 0])
+            results = _run(caller, client, script_keys, [*script_args, 0])
         else:
             results = run_checked(
                 parts.mysql,
                 cache_plan,
-                lambda plan_args: _run(client, script_keys, [*script_args, *plan_args]),
+                lambda plan_args: _run(caller, client, script_keys, [*script_args, *plan_args]),
             )
             cache_plan.patched.update(patched_rows(results[2 * len(batches) :]))
     except redis.RedisError as e:
@@ -217,15 +218,15 @@ def enqueue_and_wake(
     return queued
 
 
-def _run(client: redis.Redis, keys: list[str], args: list[Any]) -> Any:
+def _run(caller: OnceCaller, client: redis.Redis, keys: list[str], args: list[Any]) -> Any:
     # call_once: never sent again once sent (a second run would queue the batches twice)
     try:
-        return call_once(client, "EVALSHA", _SCRIPT_SHA, len(keys), *keys, *args)
+        return caller.call("EVALSHA", _SCRIPT_SHA, len(keys), *keys, *args)
     except redis.exceptions.NoScriptError:
         # A new or restarted server: load it, then run it by hash (SCRIPT LOAD is refused while
         # Redis is out of memory, so a full server refuses the flush before anything runs).
         client.script_load(_SCRIPT)
-        return call_once(client, "EVALSHA", _SCRIPT_SHA, len(keys), *keys, *args)
+        return caller.call("EVALSHA", _SCRIPT_SHA, len(keys), *keys, *args)
 
 
 def _wake_up(batch: Batch) -> WakeUp:

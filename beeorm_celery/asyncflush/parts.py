@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from beeorm_celery.asyncflush.log_redis import LogRedisGuard
     from beeorm_celery.mysql import MySQLPool
     from beeorm_celery.operations import Operation
+    from beeorm_celery.redis_call import OnceCaller
     from beeorm_celery.schema import EntitySchema
 
 
@@ -68,7 +69,8 @@ class AsyncParts:
 
     ``async_groups`` maps each group to its MySQL pool; ``schema_for_table(pool, table)`` finds
     the registered schema a batch's operation names (None: unknown); ``log_redis()`` returns the
-    client of the Redis pool holding the logs (connected lazily, safe after ``fork()``), and
+    client of the Redis pool holding the logs (connected lazily, safe after ``fork()``),
+    ``log_caller()`` that server's ``OnceCaller`` (the flush script's lean path), and
     ``log_redis_guard`` checks that server never evicts (None: no such pool registered);
     ``wakers`` is where an adapter attaches its ``Waker``. ``pending_memory`` and
     ``applied_columns`` are this process's part of noticing a lost log (``log_loss.py``).
@@ -78,6 +80,7 @@ class AsyncParts:
     settings: AsyncFlushSettings
     log_pool: str
     log_redis: Callable[[], redis.Redis]
+    log_caller: Callable[[], OnceCaller]
     log_redis_guard: LogRedisGuard | None
     async_groups: Mapping[str, str]
     schema_for_table: Callable[[str, str], EntitySchema | None]

@@ -141,8 +141,12 @@ def test_codec_agrees_with_the_column_types(values: dict[str, Any]) -> None:
     got = _outcome(SCHEMA.row_codec.validate, compiled)
     want = _outcome(lambda e: _oracle(SCHEMA, e), reference)
     assert got == want
-    # the values written back on the entity (the stored form) are the same objects' values
+    # the values written back on the entity (the stored form) are the same objects' values,
+    # in the same form (Decimal('1.5') == Decimal('1.50'): repr tells them apart)
     assert compiled.__dict__ == reference.__dict__
+    assert {k: repr(v) for k, v in compiled.__dict__.items()} == {
+        k: repr(v) for k, v in reference.__dict__.items()
+    }
     if got[0] == "ok":
         full, row = got[1]
         assert SCHEMA.row_codec.encode(full) == row
