@@ -91,6 +91,8 @@ class OnceCaller:
             self._pid = os.getpid()
         packed = hiredis.pack_command(args)
         link = self._checkout()
+        if link is None:
+            return call_once(self._client, *args)
         try:
             try:
                 link.send(packed)
@@ -115,12 +117,17 @@ class OnceCaller:
             for link in idle:
                 link.close()
 
-    def _checkout(self) -> _LeanLink:
+    def _checkout(self) -> _LeanLink | None:
+        """An idle connection still open, or a new one; None: redis-py's path from now on."""
         while True:
             try:
                 link = self._idle.pop()
             except IndexError:
-                return _LeanLink(self._client.connection_pool)
+                try:
+                    return _LeanLink(self._client.connection_pool)
+                except _NotDrivable:
+                    self._lean = False
+                    return None
             if link.usable():
                 return link
             link.close()  # closed by the server (a restart, a timeout, CLIENT KILL)
@@ -138,6 +145,10 @@ def _drivable(pool: redis.ConnectionPool) -> bool:
     )
 
 
+class _NotDrivable(Exception):
+    """redis-py's connection has no socket where this module looks for it (another version)."""
+
+
 class _LeanLink:
     """One connection, set up by redis-py (connect, AUTH, SELECT, client name), then driven
     here: hiredis parses its replies, the kernel times its reads and writes out."""
@@ -149,19 +160,22 @@ class _LeanLink:
         sock = getattr(conn, "_sock", None)
         if not isinstance(sock, socket.socket):
             conn.disconnect()
-            raise redis.ConnectionError("redis-py's connection has no socket to drive")
+            raise _NotDrivable
         self._conn = conn
         self._sock = sock
         timeout = conn.socket_timeout
         if timeout is not None:
             # Blocking mode with the kernel's timeouts: Python's own timeout polls before every
             # read and write. A timed-out read or write raises BlockingIOError (EAGAIN).
-            sock.settimeout(None)
             seconds = int(timeout)
-            micros = int((timeout - seconds) * 1_000_000)
-            timeval = struct.pack("ll", seconds, micros)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+            timeval = struct.pack("ll", seconds, int((timeout - seconds) * 1_000_000))
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+            except OSError:
+                pass  # refused here: Python's own timeout, as redis-py set it, stays
+            else:
+                sock.settimeout(None)
         self._reader = hiredis.Reader(
             protocolError=InvalidResponse, replyError=BaseParser.parse_error
         )
@@ -181,7 +195,7 @@ class _LeanLink:
     def send(self, packed: bytes) -> None:
         try:
             self._sock.sendall(packed)
-        except BlockingIOError:
+        except (BlockingIOError, TimeoutError):  # the kernel's timeout, or Python's
             raise redis.TimeoutError("Timeout writing to socket") from None
         except OSError as e:
             raise redis.ConnectionError(f"Error while writing to socket: {e}") from None
@@ -194,7 +208,7 @@ class _LeanLink:
                 return reply
             try:
                 n = self._sock.recv_into(buffer)
-            except BlockingIOError:
+            except (BlockingIOError, TimeoutError):  # the kernel's timeout, or Python's
                 raise redis.TimeoutError("Timeout reading from socket") from None
             except OSError as e:
                 raise redis.ConnectionError(f"Error while reading from socket: {e}") from None
