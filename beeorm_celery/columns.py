@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Context, Decimal, InvalidOperation, localcontext
@@ -26,6 +27,14 @@ _BIGINT_MAX = 2**63 - 1
 _UBIGINT_MAX = 2**64 - 1
 _TEXT_MAX_BYTES = 65_535
 _BLOB_MAX_BYTES = 65_535
+
+# Exactly what ``isoformat()`` writes for a date / a naive datetime of years 1000-9999 (no
+# '.000000': it leaves out a zero microsecond). A string of this shape that ``fromisoformat``
+# reads is one ``from_json`` then ``validate`` take as is (the compiled batch decoder).
+ISO_DATE = re.compile(r"[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}").fullmatch
+ISO_DATETIME = re.compile(
+    r"[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.(?!000000)[0-9]{6})?"
+).fullmatch
 
 
 class InvalidValue(ValueError):
@@ -260,7 +269,11 @@ class DecimalType(ColumnType):
         return f"format({v}, 'f')"
 
     def json_decode_source(self, x: str, t: str) -> tuple[str, str]:
-        return f"type({x}) is str", f"{t}.validate(_Decimal({x}))"
+        # as fast_value_source, on the Decimal of the JSON string (not a number: it raises,
+        # and the decoder takes the full path, which names the problem)
+        d = f"_{x}d"
+        check, expr = self.fast_value_source(d, t)
+        return f"type({x}) is str and ({d} := _Decimal({x})) is not None and {check}", expr
 
     def fast_value_source(self, v: str, t: str) -> tuple[str, str]:
         # validate's common case, inline: one quantize, exact and short enough (a zero takes
@@ -435,6 +448,10 @@ class DateType(ColumnType):
         # orjson writes a date as isoformat() does, without the method call (a subclass: not)
         return f"({v} if type({v}) is _date else {v}.isoformat())"
 
+    def json_decode_source(self, x: str, t: str) -> tuple[str, str]:
+        # fromisoformat may raise (a 30th of February): the decoder then takes the full path
+        return f"type({x}) is str and _ISO_DATE({x}) is not None", f"_date.fromisoformat({x})"
+
     def sql_literal_source(self, v: str, t: str) -> str:
         return f'("\'" + {v}.isoformat() + "\'")'
 
@@ -476,6 +493,11 @@ class DateTimeType(ColumnType):
     def json_dump_source(self, v: str, t: str) -> str:
         # orjson writes a naive datetime as isoformat() does (checked by a property test)
         return f"({v} if type({v}) is _datetime else {v}.isoformat())"
+
+    def json_decode_source(self, x: str, t: str) -> tuple[str, str]:
+        # fromisoformat may raise (hour 25): the decoder then takes the full path
+        check = f"type({x}) is str and _ISO_DATETIME({x}) is not None"
+        return check, f"_datetime.fromisoformat({x})"
 
     def sql_literal_source(self, v: str, t: str) -> str:
         return f"(\"'\" + {v}.isoformat(' ') + \"'\")"

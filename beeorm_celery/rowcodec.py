@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from pymysql.converters import escape_string
 
-from beeorm_celery.columns import InvalidValue
+from beeorm_celery.columns import ISO_DATE, ISO_DATETIME, InvalidValue
 from beeorm_celery.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -51,6 +51,8 @@ _HELPERS: dict[str, Any] = {
     "_EMPTY": ("", b""),
     "_Decimal": Decimal,
     "_escape_string": escape_string,
+    "_ISO_DATE": ISO_DATE,
+    "_ISO_DATETIME": ISO_DATETIME,
 }
 
 Validator = Callable[["Entity"], tuple[dict[str, Any], bytes]]
