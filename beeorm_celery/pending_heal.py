@@ -11,6 +11,14 @@ since a log numbers its batches in order: releasing it is what the killed worker
 done. The release script checks each marker again, atomically, so a row a
 producer marked meanwhile (a later batch, a later id) keeps its marker. Run by the worker at
 start and now and then by its sweeping thread (``GroupWorker``).
+
+Finding them means reading the whole marker hash of a table. While its group has a backlog,
+that hash holds a marker per row queued (a million for a million-row backlog) and nearly all
+of them are of batches still pending: the scan would cost seconds of CPU, in the worker and
+in Redis, exactly while the workers drain that backlog (it cost the bench's drain of 1M rows
+a fifth of its speed). So a hash larger than ``scan_limit`` is left alone while its group's
+log is not empty: the group is ``deferred``, and the sweeping thread tries it again at its
+next sweep, until the drain has shrunk the hash or emptied the log.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from beeorm_celery.asyncflush import position
 from beeorm_celery.asyncflush.log import parse_id
+from beeorm_celery.asyncflush.parts import Healed
 from beeorm_celery.cache_patch import RELEASE_SCRIPT, script
 
 if TYPE_CHECKING:
@@ -29,6 +38,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _CHUNK = 1000  # ids per script call
+# markers read at most from a table whose group has a backlog (see the module's docstring)
+SCAN_LIMIT = 20_000
+
 
 
 def _text(value: bytes | str) -> str:
@@ -43,12 +55,15 @@ def _at_or_before(marker: str, applied: tuple[int, int]) -> bool:
         return False  # not a stream id: left to the marker hash's TTL
 
 
-def heal_pending(engine: Engine, groups: Collection[str]) -> int:
-    """Release the markers of batches already applied in ``groups``; returns how many were
-    found (the script may keep some: marked again meanwhile)."""
+def heal_pending(
+    engine: Engine, groups: Collection[str], scan_limit: int = SCAN_LIMIT
+) -> Healed:
+    """Release the markers of batches already applied in ``groups``: how many were found (the
+    script may keep some: marked again meanwhile), and the groups left for later."""
+    healed = Healed()
     wanted = {g: pool for g, pool in engine.async_parts.async_groups.items() if g in groups}
     if not wanted:
-        return 0
+        return healed
     rows = position.applied_rows(engine.async_parts.mysql, wanted)
     # Only where the position is of the log there now: a log recreated after a loss numbers its
     # batches afresh, and its markers say nothing against the old log's position.
@@ -60,7 +75,6 @@ def heal_pending(engine: Engine, groups: Collection[str]) -> int:
         for g, epoch in zip(groups_now, epochs, strict=True)
         if epoch is not None and _text(epoch) == str(rows[g]["epoch"])
     }
-    found = 0
     for schema in engine.schemas:
         group = schema.options.async_group
         pool = schema.options.redis_cache
@@ -74,6 +88,9 @@ def heal_pending(engine: Engine, groups: Collection[str]) -> int:
             continue
         client = engine.redis(pool)
         pending = engine.keys.pending(schema)
+        if client.hlen(pending) > scan_limit and log_redis.xlen(engine.keys.log(group)) > 0:
+            healed.deferred.add(group)
+            continue
         prefix = engine.keys.entity(schema, 0)[:-1]
         left: list[str] = []
         for field, mark in client.hscan_iter(pending, count=_CHUNK):
@@ -89,5 +106,5 @@ def heal_pending(engine: Engine, groups: Collection[str]) -> int:
                 schema.name,
                 len(left),
             )
-        found += len(left)
-    return found
+        healed.found += len(left)
+    return healed

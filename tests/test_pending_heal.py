@@ -8,10 +8,12 @@ still queued, which must stay.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 
-from beeorm_celery import Engine, consume_async_flush_events
+from beeorm_celery import Engine, consume_async_flush_events, pending_heal
 from beeorm_celery.asyncflush.transport import WakeUp
 from beeorm_celery.asyncflush.worker import GroupWorker
 from tests.support.models import Counter
@@ -24,6 +26,16 @@ pytestmark = pytest.mark.services
 class _NoWakes:
     def wake(self, wake: WakeUp) -> None:
         raise AssertionError(f"nothing should be woken here: {wake}")
+
+
+class _Wakes:
+    """Takes the sweeps' wake-ups (the test applies the backlog itself)."""
+
+    def __init__(self) -> None:
+        self.woken: list[WakeUp] = []
+
+    def wake(self, wake: WakeUp) -> None:
+        self.woken.append(wake)
 
 
 def _applied(engine: Engine, *names: str) -> tuple[list[Counter], str]:
@@ -58,7 +70,7 @@ def test_markers_of_applied_batches_left_behind_are_released(make_engine):
     queued_mark = client.hget(pending, str(kept.id))
     assert queued_mark is not None
 
-    assert GroupWorker(engine.async_parts, _NoWakes()).heal_pending() == 1
+    assert GroupWorker(engine.async_parts, _NoWakes()).heal_pending().found == 1
     assert client.hget(pending, str(lost.id)) is None
     assert client.hget(pending, str(kept.id)) == queued_mark
     # released as a worker releases: a short stale mark, then reads may cache the row again
@@ -96,5 +108,48 @@ def test_a_log_recreated_since_the_position_releases_nothing(make_engine):
     engine = make_engine(Counter)
     client, pending, row_id, marker = _one_left_behind(engine)
     client.set(engine.keys.epoch("counters"), "a-log-created-since")
-    assert GroupWorker(engine.async_parts, _NoWakes()).heal_pending() == 0
+    assert GroupWorker(engine.async_parts, _NoWakes()).heal_pending().found == 0
     assert client.hget(pending, row_id) == marker.encode()
+
+
+def _backlog(engine: Engine, rows: int) -> None:
+    """``rows`` new counters queued (no worker runs): a pending marker each."""
+    for first in range(0, rows, 500):
+        ctx = engine.new_context()
+        for n in range(first, min(first + 500, rows)):
+            ctx.new_entity(Counter, name=f"backlog {n}", value=n)
+        ctx.flush_async()
+
+
+def test_a_large_marker_hash_is_not_read_while_its_group_has_a_backlog(make_engine):
+    # Reading a million markers of batches still queued would slow the drain of that backlog.
+    engine = make_engine(Counter)
+    client, pending, row_id, marker = _one_left_behind(engine)
+    _backlog(engine, 40)
+    healed = pending_heal.heal_pending(engine, ["counters"], scan_limit=20)
+    assert healed.found == 0 and healed.deferred == {"counters"}
+    assert client.hget(pending, row_id) == marker.encode()
+    # a small hash is read, backlog or not
+    assert pending_heal.heal_pending(engine, ["counters"], scan_limit=100).found == 1
+    assert client.hget(pending, row_id) is None
+
+    client.hset(pending, row_id, marker)  # left behind again
+    consume_async_flush_events(engine)  # the backlog drains: the log is empty
+    healed = pending_heal.heal_pending(engine, ["counters"], scan_limit=20)
+    assert healed.found == 1 and not healed.deferred
+    assert client.hget(pending, row_id) is None
+
+
+def test_the_sweeping_thread_asks_again_for_a_deferred_group(make_engine):
+    engine = make_engine(Counter)
+    client, pending, row_id, _ = _one_left_behind(engine)
+    _backlog(engine, pending_heal.SCAN_LIMIT + 10)  # more markers than a heal reads
+    assert client.hlen(pending) > pending_heal.SCAN_LIMIT
+    sweeping = GroupWorker(engine.async_parts, _Wakes()).start_sweeping(interval_s=0.1)
+    try:
+        time.sleep(0.5)  # the heal at start and a few sweeps go by
+        assert client.hget(pending, row_id) is not None  # deferred: the backlog is queued
+        consume_async_flush_events(engine)
+        wait_until(lambda: client.hget(pending, row_id) is None, timeout_s=10)
+    finally:
+        sweeping.stop()

@@ -26,6 +26,16 @@ if TYPE_CHECKING:
     from beeorm_celery.schema import EntitySchema
 
 
+@dataclass
+class Healed:
+    """What ``CacheHooks.heal_pending`` did: ``found`` markers of applied batches (released
+    unless marked again meanwhile); ``deferred`` groups, whose marker hashes were too large to
+    read while they have a backlog (``pending_heal.py``): to be tried again later."""
+
+    found: int = 0
+    deferred: set[str] = field(default_factory=set)
+
+
 @dataclass(frozen=True)
 class CacheHooks:
     """The engine's caches, as the async core touches them.
@@ -54,7 +64,7 @@ class CacheHooks:
     # applied operations another release's producer cached: this release's entries go stale
     mark_stale: Callable[[Sequence[Operation]], None]
     # markers applied batches left behind in these groups, released (``pending_heal.py``)
-    heal_pending: Callable[[Collection[str]], int]
+    heal_pending: Callable[[Collection[str]], Healed]
     # unique claims in Redis pools other than the log's (before the log append; given back
     # if it fails): (ops by pool, all ops, the log's pool) -> claimed (key, id) by pool
     claim_other_pools: Callable[

@@ -21,13 +21,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from beeorm_celery.asyncflush import future_ids
 from beeorm_celery.asyncflush.backoff import backoff_s
 from beeorm_celery.asyncflush.enqueue import wake
 from beeorm_celery.asyncflush.log import GroupLog
-from beeorm_celery.asyncflush.parts import AsyncParts
+from beeorm_celery.asyncflush.parts import AsyncParts, Healed
 from beeorm_celery.asyncflush.report import DrainReport
 from beeorm_celery.asyncflush.rotation import Cooling, Rotation
 from beeorm_celery.asyncflush.signing import warn_at_worker_start
@@ -146,15 +146,15 @@ class GroupWorker:
         interval = self.parts.settings.sweep_interval_s if interval_s is None else interval_s
         return PeriodicSweep(self, interval)
 
-    def heal_pending(self) -> int:
-        """Release the pending markers that applied batches of the groups this worker serves
-        left behind (a worker killed between a COMMIT and its release; ``pending_heal.py``).
-        Never raises: it only saves reads a trip to MySQL."""
+    def heal_pending(self, groups: Collection[str] | None = None) -> Healed:
+        """Release the pending markers that applied batches of ``groups`` (default: those this
+        worker serves) left behind (a worker killed between a COMMIT and its release;
+        ``pending_heal.py``). Never raises: it only saves reads a trip to MySQL."""
         try:
-            return self.parts.caches.heal_pending(self.served())
+            return self.parts.caches.heal_pending(self.served() if groups is None else groups)
         except Exception:
             logger.exception("releasing pending markers left behind failed; tried again later")
-            return 0
+            return Healed()
 
 
 class PeriodicSweep:
@@ -169,7 +169,7 @@ class PeriodicSweep:
 
     def _run(self) -> None:
         # at start, in this thread: a scan of a large marker hash must not hold up the worker
-        self._worker.heal_pending()
+        deferred = self._worker.heal_pending().deferred
         healed_at = time.monotonic()
         while not self._stop.wait(self._interval_s):
             try:
@@ -183,7 +183,11 @@ class PeriodicSweep:
             if time.monotonic() - healed_at >= _HEAL_INTERVAL_S:
                 # a pool process killed mid-step leaves markers; its main process lives on
                 healed_at = time.monotonic()
-                self._worker.heal_pending()
+                deferred = self._worker.heal_pending().deferred
+            elif deferred:
+                # groups whose backlog made their marker hashes too large to read: each sweep
+                # asks again (two cheap lengths per table) until the drain has shrunk them
+                deferred = self._worker.heal_pending(deferred).deferred
 
     def stop(self) -> None:
         self._stop.set()
