@@ -42,7 +42,6 @@ _CHUNK = 1000  # ids per script call
 SCAN_LIMIT = 20_000
 
 
-
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -55,9 +54,7 @@ def _at_or_before(marker: str, applied: tuple[int, int]) -> bool:
         return False  # not a stream id: left to the marker hash's TTL
 
 
-def heal_pending(
-    engine: Engine, groups: Collection[str], scan_limit: int = SCAN_LIMIT
-) -> Healed:
+def heal_pending(engine: Engine, groups: Collection[str], scan_limit: int = SCAN_LIMIT) -> Healed:
     """Release the markers of batches already applied in ``groups``: how many were found (the
     script may keep some: marked again meanwhile), and the groups left for later."""
     healed = Healed()
