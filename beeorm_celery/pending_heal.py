@@ -15,10 +15,10 @@ start and now and then by its sweeping thread (``GroupWorker``).
 Finding them means reading the whole marker hash of a table. While its group has a backlog,
 that hash holds a marker per row queued (a million for a million-row backlog) and nearly all
 of them are of batches still pending: the scan would cost seconds of CPU, in the worker and
-in Redis, exactly while the workers drain that backlog (it cost the bench's drain of 1M rows
-a fifth of its speed). So a hash larger than ``scan_limit`` is left alone while its group's
-log is not empty: the group is ``deferred``, and the sweeping thread tries it again at its
-next sweep, until the drain has shrunk the hash or emptied the log.
+in Redis, exactly while the workers drain that backlog (it cost the bench's drain of 1M
+rows about a tenth of its speed). So a hash larger than ``scan_limit`` is left alone while
+its group's log is not empty: the group is ``deferred``, and the sweeping thread tries it
+again at its next sweep, until the drain has shrunk the hash or emptied the log.
 """
 
 from __future__ import annotations

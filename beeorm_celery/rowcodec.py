@@ -109,6 +109,8 @@ def _validator_source(schema: EntitySchema) -> str:
             if fast is not None:
                 # the normalised value is the stored form: written back, as the full path does
                 value_check, expr = fast
+                if column.required:
+                    value_check = f"{value_check} and {v} not in _EMPTY"
                 if column.nullable:
                     lines.append(f"    if {v} is None: pass")
                     lines.append(f"    elif {value_check}:")
