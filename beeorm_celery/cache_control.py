@@ -216,7 +216,7 @@ def _all_mysql_ids(engine: Engine, schema: EntitySchema) -> list[int]:
 
 def _all_cached_ids(engine: Engine, schema: EntitySchema) -> list[int]:
     """Ids with an entity key in Redis (SCAN: a maintenance tool's cost, not a read path's)."""
-    prefix = engine.keys.entity(schema, 0)[:-1]
+    prefix = engine.keys.entity_prefix(schema)
     client = engine.redis_for(schema)
     found: list[int] = []
     for key in client.scan_iter(match=prefix.replace("[", "\\[") + "*", count=1000):

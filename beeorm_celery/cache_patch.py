@@ -513,7 +513,7 @@ class CachePlan:
         schema = op.schema
         table_keys = self._table_keys.get(schema.table)
         if table_keys is None:
-            prefix = self.keys.entity(schema, 0)[:-1]
+            prefix = self.keys.entity_prefix(schema)
             table_keys = self._table_keys[schema.table] = (prefix, self.keys.pending(schema))
         prefix, pending = table_keys
         if op.kind is OpKind.INSERT:
@@ -701,7 +701,7 @@ def release_pending(engine: Engine, applied: Sequence[tuple[Sequence[Operation],
                 tables = by_pool[pool] = {}
             table = tables.get((schema.table, through_batch))
             if table is None:
-                prefix = engine.keys.entity(schema, 0)[:-1]
+                prefix = engine.keys.entity_prefix(schema)
                 table = tables[(schema.table, through_batch)] = (
                     engine.keys.pending(schema),
                     prefix,

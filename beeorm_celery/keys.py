@@ -57,7 +57,11 @@ class Keys:
     # --- entity caches
 
     def entity(self, schema: EntitySchema, entity_id: int) -> str:
-        return f"{self.prefix}:{{{schema.table}}}:e:{schema.layout_hash}:{entity_id}"
+        return self.entity_prefix(schema) + str(entity_id)
+
+    def entity_prefix(self, schema: EntitySchema) -> str:
+        """An entity key without its id: Lua scripts append the ids themselves."""
+        return f"{self.prefix}:{{{schema.table}}}:e:{schema.layout_hash}:"
 
     def unique(self, schema: EntitySchema, index: str, values: Sequence[Any]) -> str:
         digest = hashlib.sha1(

@@ -88,7 +88,7 @@ def heal_pending(engine: Engine, groups: Collection[str], scan_limit: int = SCAN
         if client.hlen(pending) > scan_limit and log_redis.xlen(engine.keys.log(group)) > 0:
             healed.deferred.add(group)
             continue
-        prefix = engine.keys.entity(schema, 0)[:-1]
+        prefix = engine.keys.entity_prefix(schema)
         left: list[str] = []
         for field, mark in client.hscan_iter(pending, count=_CHUNK):
             if _at_or_before(_text(mark), applied):

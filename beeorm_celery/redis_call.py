@@ -146,8 +146,10 @@ def _drivable(pool: redis.ConnectionPool) -> bool:
     )
 
 
-class _NotDrivable(Exception):
-    """redis-py's connection has no socket where this module looks for it (another version)."""
+class _NotDrivable(redis.ConnectionError):
+    """redis-py's connection has no socket where this module looks for it (another version).
+    A ``ConnectionError``: where it is not caught (a retry's fresh connection), the flush fails
+    as for any connection that could not be made, before anything was sent."""
 
 
 class _LeanLink:

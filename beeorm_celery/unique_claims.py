@@ -63,7 +63,7 @@ def add_claims(plan: CachePlan, op: Operation) -> None:
             plan.unique_labels[old_key] = (schema, index.name, old)
         if new_key is not None and new is not None:
             # the entity key of a holder is this prefix and its id
-            plan.claims.append(["c", new_key, str(op.id), keys.entity(schema, 0)[:-1]])
+            plan.claims.append(["c", new_key, str(op.id), keys.entity_prefix(schema)])
             plan.unique_labels[new_key] = (schema, index.name, new)
 
 
