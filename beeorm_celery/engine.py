@@ -192,7 +192,9 @@ class Engine:
             with self._redis_lock:
                 caller = self._log_once
                 if caller is None:
-                    caller = self._log_once = OnceCaller(client)
+                    caller = self._log_once = OnceCaller(
+                        client, spin_us=self.async_settings.reply_spin_us
+                    )
         return caller
 
     def _id_redis(self, schema: EntitySchema) -> Redis:

@@ -16,6 +16,12 @@ before every read and write) and runs its observability hooks around each comman
 timeout here is the kernel's (``SO_RCVTIMEO`` / ``SO_SNDTIMEO``), and an idle connection is
 checked on checkout with one non-blocking peek. Clients this cannot drive the same way (TLS,
 RESP3, decoded replies) take ``call_once``, redis-py's connections without its retry.
+
+The reply is first waited for by polling the socket (non-blocking reads) for up to ``spin_us``,
+then by a blocking read. A thread that blocks puts its CPU to sleep, and waking an idle CPU
+when the reply lands costs tens of microseconds, most of all in a virtual machine (measured
+here: a PING answered in 67-74 µs blocking, 22-33 µs polling). A flush's reply usually comes
+within that budget; the price is that much CPU per call, spent where the caller waits anyway.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import time
 from typing import Any, Protocol, cast
 
 import hiredis
@@ -73,11 +80,15 @@ class OnceCaller:
     """``call(*args)``: ``call_once`` on ``client``'s server, over connections of its own.
 
     Thread-safe (a connection serves one call at a time) and fork-safe (a child never uses its
-    parent's connections). ``close()`` closes the idle ones.
+    parent's connections). ``close()`` closes the idle ones. ``spin_us``: how long a call
+    polls for its reply before it blocks (0: it blocks at once).
     """
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, spin_us: int = 0) -> None:
+        if spin_us < 0:
+            raise ValueError(f"spin_us must be 0 or more, got {spin_us!r}")
         self._client = client
+        self._spin_ns = int(spin_us) * 1000
         self._lean = _drivable(client.connection_pool)
         self._pid = os.getpid()
         self._idle: list[_LeanLink] = []
@@ -102,7 +113,7 @@ class OnceCaller:
                 link.close()
                 link = _LeanLink(self._client.connection_pool)
                 link.send(packed)
-            reply = link.read()
+            reply = link.read(self._spin_ns)
         except BaseException:
             # the reply may still come: a connection in an unknown state goes
             link.close()
@@ -179,6 +190,9 @@ class _LeanLink:
                 pass  # refused here: Python's own timeout, as redis-py set it, stays
             else:
                 sock.settimeout(None)
+        # Polling needs a socket in blocking mode: on one with Python's own timeout every read
+        # polls (waits) first, so such a link only blocks.
+        self._can_spin = sock.gettimeout() is None
         self._reader = hiredis.Reader(
             protocolError=InvalidResponse, replyError=BaseParser.parse_error
         )
@@ -203,14 +217,16 @@ class _LeanLink:
         except OSError as e:
             raise redis.ConnectionError(f"Error while writing to socket: {e}") from None
 
-    def read(self) -> Any:
+    def read(self, spin_ns: int = 0) -> Any:
+        """The next reply; polls for it up to ``spin_ns`` before the first blocking read."""
         reader, buffer = self._reader, self._buffer
+        deadline = time.perf_counter_ns() + spin_ns if spin_ns and self._can_spin else 0
         while True:
             reply = reader.gets()
             if reply is not False:
                 return reply
             try:
-                n = self._sock.recv_into(buffer)
+                n = self._poll(buffer, deadline) if deadline else self._sock.recv_into(buffer)
             except (BlockingIOError, TimeoutError):  # the kernel's timeout, or Python's
                 raise redis.TimeoutError("Timeout reading from socket") from None
             except OSError as e:
@@ -219,6 +235,16 @@ class _LeanLink:
                 raise redis.ConnectionError("Connection closed by server.")
             # hiredis reads any buffer (its stub says bytes only): no copy of the bytes read
             reader.feed(cast(bytes, buffer), 0, n)
+
+    def _poll(self, buffer: bytearray, deadline: int) -> int:
+        """Read what has come, polling until ``deadline`` (perf_counter_ns), then blocking."""
+        sock = self._sock
+        while True:
+            try:
+                return sock.recv_into(buffer, 0, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                if time.perf_counter_ns() >= deadline:
+                    return sock.recv_into(buffer)
 
     def close(self) -> None:
         cast(_Link, self._conn).disconnect()

@@ -10,12 +10,14 @@ script there blocks it for a moment) and check what the server did.
 from __future__ import annotations
 
 import multiprocessing
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
 
+from beeorm_celery import AsyncFlushSettings, ConfigError
 from beeorm_celery.redis_call import OnceCaller, call_once
 from tests.support.private_servers import private_redis
 
@@ -41,7 +43,16 @@ def _lean(client: redis.Redis) -> Call:
     return OnceCaller(client).call
 
 
-both = pytest.mark.parametrize("make_call", [_plain, _lean], ids=["call_once", "OnceCaller"])
+def _spinning(client: redis.Redis) -> Call:
+    # polls for each reply first, as flush_async() does by default (reply_spin_us)
+    return OnceCaller(client, spin_us=500).call
+
+
+both = pytest.mark.parametrize(
+    "make_call",
+    [_plain, _lean, _spinning],
+    ids=["call_once", "OnceCaller", "OnceCaller polling"],
+)
 
 
 @both
@@ -86,6 +97,41 @@ def test_replies_errors_and_a_connection_the_server_closed(
             assert call("GET", "k") is None
         finally:
             client.close()
+
+
+def test_a_slow_reply_is_waited_for_blocked_once_the_polling_budget_is_spent() -> None:
+    with private_redis() as server:
+        client = redis.Redis.from_url(server.url())
+        caller = OnceCaller(client, spin_us=1000)
+        pusher = redis.Redis.from_url(server.url())
+        try:
+            # a reply that comes at once, polled for
+            assert caller.call("SET", "k", "v") == b"OK"
+            # BLPOP answers after its own timeout (a nil) or when an element comes
+            wall, cpu = time.perf_counter(), time.process_time()
+            assert caller.call("BLPOP", "nothing", "0.3") is None
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            assert wall >= 0.25
+            # polled for 1 ms, then asleep on the socket: not 300 ms of CPU
+            assert cpu < wall / 3, (cpu, wall)
+            pusher.rpush("queue", "item")
+            assert caller.call("BLPOP", "queue", "5") == [b"queue", b"item"]
+            assert caller.call("GET", "k") == b"v"  # in step
+        finally:
+            caller.close()
+            client.close()
+            pusher.close()
+
+
+def test_a_negative_polling_budget_is_refused() -> None:
+    with pytest.raises(ValueError, match="spin_us"):
+        OnceCaller(redis.Redis(), spin_us=-1)
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True, "200"])
+def test_the_flush_polling_budget_setting_is_checked(bad: Any) -> None:
+    with pytest.raises(ConfigError, match="reply_spin_us"):
+        AsyncFlushSettings(reply_spin_us=bad)
 
 
 def _child_calls(url: str, caller: OnceCaller, out: Any) -> None:
