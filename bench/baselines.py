@@ -20,7 +20,7 @@ import pymysql
 
 from bench import models
 from bench.celery_app import NAIVE_QUEUE
-from bench.harness import BenchError, Harness, frozen_heap, wait_until
+from bench.harness import BenchError, Harness, frozen_heap, stopped_after, wait_until
 from bench.quiet import wait_for_quiet_mysql
 from bench.stats import per_s
 
@@ -119,7 +119,7 @@ def naive_run(
         [str(v) if not isinstance(v, int | str) else v for v in models.sql_row(_FIRST_ID + i, i)]
         for i in range(rows)
     ]
-    try:
+    with stopped_after(worker):
         wait_for_quiet_mysql()
         with frozen_heap():
             worker_cpu = worker.cpu_seconds()
@@ -135,10 +135,6 @@ def naive_run(
             )
             elapsed = time.perf_counter() - start
             worker_cpu = worker.cpu_seconds() - worker_cpu
-    except BenchError as e:
-        raise BenchError(f"{e}\nworker log:\n{worker.log_tail()}") from None
-    finally:
-        worker.stop()
     return {
         "rows": rows,
         "workers": concurrency,

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from bench import models
-from bench.harness import BenchError, Harness, wait_until
+from bench.harness import BenchError, Harness, stopped_after, wait_until
 from bench.quiet import wait_for_quiet_mysql
 from bench.settings import BenchSettings
 from bench.stats import percentile
@@ -37,7 +37,7 @@ def measure(harness: Harness, probes: int, load_rows_per_s: int) -> dict[str, An
     groups = [models.LATENCY_GROUP] + [models.group_name(n) for n in range(LOAD_GROUPS)]
     worker = harness.start_worker(groups, 2, label="freshness")
     result: dict[str, Any] = {"probes": probes, "load_groups": LOAD_GROUPS}
-    try:
+    with stopped_after(worker):
         wait_for_quiet_mysql()
         idle = _probe(harness, probes)
         result["idle_p50_ms"] = percentile(idle, 50)
@@ -58,10 +58,6 @@ def measure(harness: Harness, probes: int, load_rows_per_s: int) -> dict[str, An
             interval_s=0.05,
             what="the load's rows applied",
         )
-    except BenchError as e:
-        raise BenchError(f"{e}\nworker log:\n{worker.log_tail()}") from None
-    finally:
-        worker.stop()
     return result
 
 

@@ -269,6 +269,17 @@ class Harness:
 
 
 @contextmanager
+def stopped_after(worker: Worker) -> Iterator[Worker]:
+    """Stop ``worker`` when the block ends; a ``BenchError`` in it carries the worker's log."""
+    try:
+        yield worker
+    except BenchError as e:
+        raise BenchError(f"{e}\nworker log:\n{worker.log_tail()}") from None
+    finally:
+        worker.stop()
+
+
+@contextmanager
 def frozen_heap() -> Iterator[None]:
     """Keep the garbage collector off objects that exist before a timed section.
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from bench import models, throughput
 from bench.celery_app import PEER_QUEUE
-from bench.harness import BenchError, Harness, frozen_heap, wait_until
+from bench.harness import Harness, frozen_heap, stopped_after, wait_until
 from bench.quiet import wait_for_quiet_mysql
 from bench.stats import per_s, percentile
 
@@ -113,7 +113,7 @@ def measure(harness: Harness, *, rows: int, flush_size: int, workers: int = 2) -
     ]
     task = harness.peer_task
     latencies: list[float] = []
-    try:
+    with stopped_after(worker):
         _warm_up(harness, task)
         wait_for_quiet_mysql()
         with frozen_heap():
@@ -134,10 +134,6 @@ def measure(harness: Harness, *, rows: int, flush_size: int, workers: int = 2) -
             )
             done = time.perf_counter()
             worker_cpu = worker.cpu_seconds() - worker_cpu
-    except BenchError as e:
-        raise BenchError(f"{e}\nworker log:\n{worker.log_tail()}") from None
-    finally:
-        worker.stop()
     return Peer(
         rows=rows,
         flush_size=flush_size,

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench import models
-from bench.harness import BenchError, Harness, frozen_heap, wait_until
+from bench.harness import BenchError, Harness, frozen_heap, stopped_after, wait_until
 from bench.quiet import wait_for_quiet_mysql
 from bench.stats import per_s
 
@@ -50,7 +50,7 @@ def measure(
     harness.reset_rows(entities)
     harness.refresh_lock()
     worker = harness.start_worker(group_names, workers, label=f"applied-c{workers}-g{groups}")
-    try:
+    with stopped_after(worker):
         warmed = _warm_up(harness, entities)
         contexts = harness.new_contexts(entities, rows, flush_size)
         target = harness.applied_operations() + rows
@@ -74,10 +74,6 @@ def measure(
             )
             done = time.perf_counter()
             worker_cpu = worker.cpu_seconds() - worker_cpu
-    except BenchError as e:
-        raise BenchError(f"{e}\nworker log:\n{worker.log_tail()}") from None
-    finally:
-        worker.stop()
     landed = sum(harness.count(e.__beeorm_options__.table) for e in entities) - warmed
     if landed != rows:
         raise BenchError(f"expected {rows} rows in MySQL, found {landed}")
