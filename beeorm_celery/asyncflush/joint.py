@@ -29,6 +29,7 @@ import pymysql
 
 from beeorm_celery.asyncflush import position
 from beeorm_celery.asyncflush.batch import PAYLOAD_FIELD, Batch, decode_entry
+from beeorm_celery.asyncflush.gc_pause import collector_paused
 from beeorm_celery.asyncflush.log import after, successor
 from beeorm_celery.asyncflush.mysql_errors import is_packet_error
 from beeorm_celery.asyncflush.row_guard import check_matched
@@ -64,6 +65,7 @@ class _Plan:
     pending: int  # batches left in the log after these (kept in the position row)
 
 
+@collector_paused()  # its rows hold no cycles: no collections of the heap for them
 def joint_step(
     parts: AsyncParts,
     conn: Connection[Any],

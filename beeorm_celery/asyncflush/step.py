@@ -24,6 +24,7 @@ import pymysql
 
 from beeorm_celery.asyncflush import future_ids, log_loss, position
 from beeorm_celery.asyncflush.batch import PAYLOAD_FIELD, Batch, SchemaLookup, decode_entry
+from beeorm_celery.asyncflush.gc_pause import collector_paused
 from beeorm_celery.asyncflush.log import Entry, GroupLog, after
 from beeorm_celery.asyncflush.mysql_errors import error_message
 from beeorm_celery.asyncflush.packets import Refusal, StatementLimits
@@ -70,6 +71,7 @@ class TransactionStep:
         self._secret = settings.secrets
         self.caught_up = False  # the last step applied everything the log held
 
+    @collector_paused()  # its rows hold no cycles: no collections of the heap for them
     def run(self, conn: Connection[Any], report: DrainReport) -> Outcome:
         cursor = conn.cursor()
         conn.begin()
