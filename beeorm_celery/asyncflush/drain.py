@@ -46,6 +46,10 @@ class Drain:
         self.group = group
         self.settings = parts.settings
         self.pool = parts.mysql[pool_name]
+        # What the last joint step (joint.py) saw of this group: operations per batch it
+        # applied, and operations left in the log after them (0: none, or not known yet).
+        self.ops_per_batch = 1.0
+        self.backlog_ops = 0
         self._columns = parts.applied_columns
         self.log = GroupLog(parts, group)
         invalidation = Invalidation(

@@ -5,7 +5,8 @@ each visit finds a batch or two, and one transaction per group made the fixed co
 transaction (lock, position, COMMIT and its log flush, two Redis round trips) most of the cost
 per row. A joint step applies the due groups of one pool together:
 
-1. lock each group's row in the position table (``FOR UPDATE SKIP LOCKED``);
+1. lock the groups' rows in the position table (``FOR UPDATE SKIP LOCKED``), as many as the
+   transaction can apply by what the last joint step saw of their logs (``_lock_enough``);
 2. read every locked group's log (epoch and first entries) in one Redis pipeline;
 3. run each group's statements and move each group's position, then one COMMIT;
 4. only then trim each group's log, in one Redis pipeline.
@@ -38,6 +39,7 @@ from beeorm_celery.sql import statements, text_bytes
 
 if TYPE_CHECKING:
     from pymysql.connections import Connection
+    from pymysql.cursors import Cursor
 
     from beeorm_celery.asyncflush.drain import Drain
     from beeorm_celery.asyncflush.parts import AsyncParts
@@ -86,7 +88,7 @@ def joint_step(
     conn.begin()
     candidates = [d for d in drains if not d.isolation.single]
     joint.single.extend(d.group for d in drains if d.isolation.single)
-    rows = position.lock_many(cursor, [d.group for d in candidates]) if candidates else {}
+    candidates, rows = _lock_enough(cursor, candidates, settings.max_operations_per_transaction)
     unseen = [d.group for d in candidates if d.group not in rows and d.group not in known]
     if unseen:
         # held elsewhere, or no row yet? Asked once: a held group is then skipped for a while
@@ -113,6 +115,8 @@ def joint_step(
     plans: list[_Plan] = []
     operations = 0
     size = 0  # queued payload bytes: max_transaction_bytes (law 14)
+    for n, (drain, _, _) in enumerate(locked):
+        drain.backlog_ops = int(int(raw[3 * n + 2]) * drain.ops_per_batch)
     for n, (drain, db_epoch, at) in enumerate(locked):
         if operations >= settings.max_operations_per_transaction:
             break  # the rest stays locked until COMMIT and is applied on the next turn
@@ -148,7 +152,10 @@ def joint_step(
             joint.single.append(drain.group)
             continue
         caught_up = len(chunk) == len(entries) and len(entries) < max_batches
-        plans.append(_Plan(drain, log_epoch, chunk, caught_up, max(0, int(length) - len(chunk))))
+        pending = max(0, int(length) - len(chunk))
+        drain.ops_per_batch = sum(len(b.operations) for b in chunk) / len(chunk)
+        drain.backlog_ops = int(pending * drain.ops_per_batch)
+        plans.append(_Plan(drain, log_epoch, chunk, caught_up, pending))
     if not plans:
         conn.rollback()
         return joint
@@ -189,6 +196,35 @@ def joint_step(
         joint.applied[drain.group] = plan.caught_up
     known.update(d.group for d, _, _ in locked)
     return joint
+
+
+def _lock_enough(
+    cursor: Cursor, candidates: list[Drain], max_operations: int
+) -> tuple[list[Drain], dict[str, tuple[str, str]]]:
+    """Lock the rows of as many of ``candidates`` (in order) as one transaction can apply, by
+    what the last joint step saw of their logs (``Drain.backlog_ops``): the groups tried and
+    the rows locked. A group locked but left out of the transaction would stay locked until
+    its COMMIT, while another worker process could be applying it: with a backlog in a few
+    groups, locking them all made two processes take turns instead of working side by side.
+    Groups with nothing known (0) are all taken in one statement, as before anything is known.
+    Those not tried are left for the next turn."""
+    tried: list[Drain] = []
+    rows: dict[str, tuple[str, str]] = {}
+    rest = candidates
+    while rest:
+        take: list[Drain] = []
+        expected = 0
+        for drain in rest:
+            take.append(drain)
+            expected += drain.backlog_ops
+            if expected >= max_operations:
+                break
+        rest = rest[len(take) :]
+        tried += take
+        rows.update(position.lock_many(cursor, [d.group for d in take]))
+        if sum(d.backlog_ops for d in tried if d.group in rows) >= max_operations:
+            break  # enough locked (the busy ones among those tried: look further)
+    return tried, rows
 
 
 def _trim(parts: AsyncParts, plans: list[_Plan]) -> None:
