@@ -103,3 +103,38 @@ def _wait_for_lock_wait(engine: Any) -> None:
             return
         time.sleep(0.02)
     raise AssertionError("the joint step's INSERT never waited on the held row")
+
+
+def test_a_large_backlog_counts_for_what_one_transaction_takes_of_it(make_engine: Any) -> None:
+    """At most ``max_batches_per_transaction`` of a group's batches go in one transaction: a
+    backlog larger than that counts for that much, and the other groups are locked (and
+    applied) with it. (A group stuck at its head, its batches waiting for a deploy, would
+    otherwise be locked alone in every turn, and the other groups never tried.)"""
+    engine = make_engine(
+        Counter,
+        Note,
+        async_flush=AsyncFlushSettings(
+            max_operations_per_transaction=_OPS, max_batches_per_transaction=2
+        ),
+    )
+    ctx = engine.new_context()
+    ctx.new_entity(Counter, name="first")
+    ctx.new_entity(Note, text="first")
+    ctx.flush_async()
+    consume_async_flush_events(engine, False)
+    for b in range(10):  # 50 counters in batches of five: far more than one transaction
+        ctx = engine.new_context()
+        for i in range(5):
+            ctx.new_entity(Counter, name=f"c{b}.{i}")
+        if b < 6:
+            ctx.new_entity(Note, text=f"n{b}")
+        ctx.flush_async()
+    drains = [Drain(engine.async_parts, "counters"), Drain(engine.async_parts, "notes")]
+    conn = drains[0].connect()
+    try:
+        for _ in range(3):  # two batches of each group per transaction
+            joint = _joint(engine, drains, conn)
+            assert set(joint.applied) == {"counters", "notes"}, joint
+    finally:
+        drains[0].pool.release(conn)
+    assert scalar(engine, "SELECT COUNT(*) FROM note") == 1 + 6

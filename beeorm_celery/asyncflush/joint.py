@@ -81,6 +81,23 @@ def joint_step(
     locked rows is then held by another worker, not new). Errors other than a statement's (the
     connection, Redis) propagate; the caller then leaves every group to its own step.
     """
+    joint = _apply_together(parts, conn, drains, reports, known)
+    for drain in drains:
+        if drain.group in joint.single:
+            # Left to its own step (a failed statement, a batch that does not decode, a new
+            # log...): what it last showed is not trusted; the next joint step locks it with
+            # the others, as before anything was known.
+            drain.backlog_ops = 0
+    return joint
+
+
+def _apply_together(
+    parts: AsyncParts,
+    conn: Connection[Any],
+    drains: list[Drain],
+    reports: dict[str, DrainReport],
+    known: set[str],
+) -> Joint:
     settings = parts.settings
     max_batches = settings.max_batches_per_transaction
     joint = Joint()
@@ -88,7 +105,9 @@ def joint_step(
     conn.begin()
     candidates = [d for d in drains if not d.isolation.single]
     joint.single.extend(d.group for d in drains if d.isolation.single)
-    candidates, rows = _lock_enough(cursor, candidates, settings.max_operations_per_transaction)
+    candidates, rows = _lock_enough(
+        cursor, candidates, max_batches, settings.max_operations_per_transaction
+    )
     unseen = [d.group for d in candidates if d.group not in rows and d.group not in known]
     if unseen:
         # held elsewhere, or no row yet? Asked once: a held group is then skipped for a while
@@ -199,32 +218,39 @@ def joint_step(
 
 
 def _lock_enough(
-    cursor: Cursor, candidates: list[Drain], max_operations: int
+    cursor: Cursor, candidates: list[Drain], max_batches: int, max_operations: int
 ) -> tuple[list[Drain], dict[str, tuple[str, str]]]:
     """Lock the rows of as many of ``candidates`` (in order) as one transaction can apply, by
-    what the last joint step saw of their logs (``Drain.backlog_ops``): the groups tried and
-    the rows locked. A group locked but left out of the transaction would stay locked until
-    its COMMIT, while another worker process could be applying it: with a backlog in a few
-    groups, locking them all made two processes take turns instead of working side by side.
-    Groups with nothing known (0) are all taken in one statement, as before anything is known.
-    Those not tried are left for the next turn."""
+    what the last joint step saw of their logs (``Drain.backlog_ops``; at most ``max_batches``
+    of a group's batches go in one transaction): the groups tried and the rows locked.
+
+    A group locked but left out of the transaction stays locked until its COMMIT, while
+    another worker process could be applying it: with a backlog in a few groups, locking them
+    all made two processes take turns instead of working side by side. Groups with nothing
+    known (0) are all taken in one statement, as before anything is known. Those not tried are
+    left for the next turn."""
     tried: list[Drain] = []
     rows: dict[str, tuple[str, str]] = {}
     rest = candidates
     while rest:
         take: list[Drain] = []
-        expected = 0
+        expected = 0.0
         for drain in rest:
             take.append(drain)
-            expected += drain.backlog_ops
+            expected += _share(drain, max_batches)
             if expected >= max_operations:
                 break
         rest = rest[len(take) :]
         tried += take
         rows.update(position.lock_many(cursor, [d.group for d in take]))
-        if sum(d.backlog_ops for d in tried if d.group in rows) >= max_operations:
+        if sum(_share(d, max_batches) for d in tried if d.group in rows) >= max_operations:
             break  # enough locked (the busy ones among those tried: look further)
     return tried, rows
+
+
+def _share(drain: Drain, max_batches: int) -> float:
+    """The operations one transaction would take from ``drain``'s group, as last seen."""
+    return min(drain.backlog_ops, max_batches * drain.ops_per_batch)
 
 
 def _trim(parts: AsyncParts, plans: list[_Plan]) -> None:
