@@ -57,6 +57,13 @@ class Joint:
     busy: list[str] = field(default_factory=list)  # another worker holds it
     error: pymysql.MySQLError | None = None  # what rolled the transaction back
 
+    def alone(self, drain: Drain) -> None:
+        """Leave ``drain``'s group to its own step (a failed statement, a batch that does not
+        decode, a new log...). What it last showed of its log is not trusted: the next joint
+        step locks it with the others, as before anything was known."""
+        self.single.append(drain.group)
+        drain.backlog_ops = 0
+
 
 @dataclass
 class _Plan:
@@ -81,30 +88,15 @@ def joint_step(
     locked rows is then held by another worker, not new). Errors other than a statement's (the
     connection, Redis) propagate; the caller then leaves every group to its own step.
     """
-    joint = _apply_together(parts, conn, drains, reports, known)
-    for drain in drains:
-        if drain.group in joint.single:
-            # Left to its own step (a failed statement, a batch that does not decode, a new
-            # log...): what it last showed is not trusted; the next joint step locks it with
-            # the others, as before anything was known.
-            drain.backlog_ops = 0
-    return joint
-
-
-def _apply_together(
-    parts: AsyncParts,
-    conn: Connection[Any],
-    drains: list[Drain],
-    reports: dict[str, DrainReport],
-    known: set[str],
-) -> Joint:
     settings = parts.settings
     max_batches = settings.max_batches_per_transaction
     joint = Joint()
     cursor = conn.cursor()
     conn.begin()
     candidates = [d for d in drains if not d.isolation.single]
-    joint.single.extend(d.group for d in drains if d.isolation.single)
+    for drain in drains:
+        if drain.isolation.single:
+            joint.alone(drain)
     candidates, rows = _lock_enough(
         cursor, candidates, max_batches, settings.max_operations_per_transaction
     )
@@ -121,7 +113,7 @@ def _apply_together(
         elif drain.group in known:
             joint.busy.append(drain.group)  # another worker holds it: its holder goes on
         else:
-            joint.single.append(drain.group)  # maybe no row yet: its own step creates it
+            joint.alone(drain)  # maybe no row yet: its own step creates it
     if not locked:
         conn.rollback()
         return joint
@@ -143,13 +135,13 @@ def _apply_together(
         log_epoch = epoch_raw.decode() if epoch_raw else None
         entries = [(_text(i), f) for i, f in entries_raw or []]
         if log_epoch is None or log_epoch != db_epoch:
-            joint.single.append(drain.group)  # a new or a lost log: its own step handles it
+            joint.alone(drain)  # a new or a lost log: its own step handles it
             continue
         if not entries:
             joint.empty.append(drain.group)
             continue
         if not after(entries[0][0], at):
-            joint.single.append(drain.group)
+            joint.alone(drain)
             continue
         drain.step.pending_memory.saw(drain.group, int(length))
         chunk: list[Batch] = []
@@ -168,7 +160,7 @@ def _apply_together(
             operations += len(batch.operations)
             size += payload
         if not chunk:
-            joint.single.append(drain.group)
+            joint.alone(drain)
             continue
         caught_up = len(chunk) == len(entries) and len(entries) < max_batches
         pending = max(0, int(length) - len(chunk))
@@ -197,7 +189,8 @@ def _apply_together(
         _rollback(conn)
         if is_packet_error(e, text_bytes(statement)):
             limits.pool.statement_refused(text_bytes(statement))  # the singles cut smaller
-        joint.single.extend(plan.drain.group for plan in plans)
+        for plan in plans:
+            joint.alone(plan.drain)
         joint.error = e
         return joint
     _trim(parts, plans)
