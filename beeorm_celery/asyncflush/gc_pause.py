@@ -11,7 +11,9 @@ collector to find; the next automatic collection after the step sees whatever el
 
 The collector's switch is per process. Held off only when it was on, and turned on again at the
 end: a process that turned it off itself keeps it off. With steps in several threads (Dramatiq's
-worker threads), the first to end turns it back on and the others finish with it on.
+worker threads), the first to end turns it back on and the others finish with it on. Other
+threads of the process (another actor's work) run without it for as long as a step lasts (a
+few hundred milliseconds at most here); whatever cycles they leave are collected after it.
 """
 
 from __future__ import annotations
