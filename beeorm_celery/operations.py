@@ -36,6 +36,9 @@ class Operation:
     # ``full`` as the entity cache's JSON row, made once (cache.encoded_row) and shared by the
     # cache value and a queued INSERT's values
     json_row: bytes | None = None
+    # a decoded INSERT's SQL tuple, made by the worker's decoder from the batch's JSON text
+    # (``rowcodec.decode_row``); None: built from ``values`` when needed
+    sql_row: str | None = None
 
     @property
     def table(self) -> str:

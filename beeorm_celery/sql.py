@@ -31,6 +31,8 @@ def select_sql(schema: EntitySchema) -> str:
 
 
 def _row_literal(schema: EntitySchema, op: Operation) -> str:
+    if op.sql_row is not None:
+        return op.sql_row  # made while the batch was decoded
     return schema.row_codec.sql_row(op.id, op.values)  # compiled per schema (rowcodec.py)
 
 

@@ -31,6 +31,7 @@ from beeorm_celery.errors import MalformedBatchError, SchemaLagError, SignatureE
 from beeorm_celery.operations import Operation, OpKind
 
 if TYPE_CHECKING:
+    from beeorm_celery.rowcodec import RowDecoder
     from beeorm_celery.schema import EntitySchema
 
 # 3: as 2, plus the header "c" naming, per table, the columns of its INSERT rows;
@@ -43,6 +44,7 @@ PAYLOAD_FIELD = b"d"
 SIGNATURE_FIELD = b"s"
 _KINDS = {k.value: k for k in OpKind}
 _KIND_CODES = {k: k.value for k in OpKind}  # an enum's .value is a property: slower
+_INSERT = OpKind.INSERT
 _dumps = orjson.dumps
 SCHEMA_AHEAD = "schema ahead: upgrade workers / run update_schema"
 _Fragment = orjson.Fragment  # already-encoded JSON, placed as is
@@ -231,8 +233,34 @@ class _OpDecoder:
         self.row_names = row_names
         self._plans: dict[str, tuple[str, ...] | None] = {}
         self._schemas: dict[str, EntitySchema] = {}  # tables already looked up and checked
+        # tables whose INSERT rows come in this worker's column order: their compiled decoder
+        self._row_decoders: dict[str, RowDecoder] = {}
 
     def op(self, n: int, raw: Any) -> Operation:
+        # Most operations are INSERTs into a table an earlier operation of the batch named,
+        # with a row the compiled decoder takes: the checks ``_op`` would make, and one call.
+        if type(raw) is list and len(raw) == 5:
+            kind_code, table, entity_id, values, before = raw
+            decode = self._row_decoders.get(table) if type(table) is str else None
+            if (
+                decode is not None
+                and kind_code == "i"
+                and type(entity_id) is int
+                and 0 < entity_id <= _MAX_ID
+                and type(values) is list
+                and type(before) is dict
+                and not before
+            ):
+                try:
+                    fast = decode(entity_id, values)
+                except (ValueError, TypeError, ArithmeticError, AttributeError):
+                    fast = None  # ``_op`` takes the full path, which names what is wrong
+                if fast is not None:
+                    schema = self._schemas[table]
+                    return Operation(_INSERT, schema, entity_id, fast[0], {}, sql_row=fast[1])
+        return self._op(n, raw)
+
+    def _op(self, n: int, raw: Any) -> Operation:
         where = self.where
         if not isinstance(raw, list) or len(raw) != 5:
             raise MalformedBatchError(
@@ -250,8 +278,9 @@ class _OpDecoder:
             raise MalformedBatchError(f"{where}, operation {n}: bad id {entity_id!r}")
         if not isinstance(before, dict):
             raise MalformedBatchError(f"{where}, operation {n}: 'before' is not an object")
+        sql_row = None
         if kind is OpKind.INSERT and isinstance(values, list):
-            decoded = self._row(schema, table, values, n)
+            decoded, sql_row = self._row(schema, table, entity_id, values, n)
         elif isinstance(values, dict):
             decoded = _decode_values(schema, values, where, n)
             if kind is OpKind.INSERT and decoded.keys() != schema.data_column_names:
@@ -261,7 +290,7 @@ class _OpDecoder:
         if kind is OpKind.DELETE and decoded:
             raise MalformedBatchError(f"{where}, operation {n}: DELETE with values")
         old = _decode_values(schema, before, where, n) if before else {}
-        return Operation(kind, schema, entity_id, decoded, old)
+        return Operation(kind, schema, entity_id, decoded, old, sql_row=sql_row)
 
     @property
     def schemas_seen(self) -> dict[str, EntitySchema]:
@@ -287,12 +316,16 @@ class _OpDecoder:
             )
         return schema
 
-    def _row(self, schema: EntitySchema, table: str, row: list[Any], n: int) -> dict[str, Any]:
+    def _row(
+        self, schema: EntitySchema, table: str, entity_id: int, row: list[Any], n: int
+    ) -> tuple[dict[str, Any], str | None]:
+        """An INSERT's values, and its SQL tuple where the compiled decoder made it."""
         if table not in self._plans:
             self._plans[table] = self._plan(schema, table)
         names = self._plans[table]
         if names is None:
-            return _decode_row(schema, row, self.where, n)
+            self._row_decoders[table] = schema.row_codec.decode_row  # ``op``'s shortcut
+            return _decode_row(schema, entity_id, row, self.where, n)
         if len(row) != len(names):
             raise MalformedBatchError(
                 f"{self.where}, operation {n}: INSERT row has {len(row)} values, "
@@ -300,7 +333,7 @@ class _OpDecoder:
             )
         decoded = _decode_values(schema, dict(zip(names, row, strict=True)), self.where, n)
         _fill_defaults(schema, decoded, self.where, n)
-        return decoded
+        return decoded, None
 
     def _plan(self, schema: EntitySchema, table: str) -> tuple[str, ...] | None:
         """The producer's column names of ``table``'s rows; None when they are this worker's."""
@@ -339,8 +372,11 @@ def _fill_defaults(schema: EntitySchema, values: dict[str, Any], where: str, n: 
         values[column.name] = value
 
 
-def _decode_row(schema: EntitySchema, row: list[Any], where: str, n: int) -> dict[str, Any]:
-    """An INSERT's values given as the row in this worker's column order."""
+def _decode_row(
+    schema: EntitySchema, entity_id: int, row: list[Any], where: str, n: int
+) -> tuple[dict[str, Any], str | None]:
+    """An INSERT's values given as the row in this worker's column order, and its SQL tuple
+    when the compiled decoder took the row."""
     columns = schema.data_columns
     if len(row) != len(columns):
         raise MalformedBatchError(
@@ -349,7 +385,7 @@ def _decode_row(schema: EntitySchema, row: list[Any], where: str, n: int) -> dic
             replayable=True,
         )
     try:
-        fast = schema.row_codec.decode_row(row)
+        fast = schema.row_codec.decode_row(entity_id, row)
     except (ValueError, TypeError, ArithmeticError, AttributeError):
         fast = None  # the full path below says what is wrong, or accepts it after all
     if fast is not None:
@@ -357,7 +393,7 @@ def _decode_row(schema: EntitySchema, row: list[Any], where: str, n: int) -> dic
     result: dict[str, Any] = {}
     for column, value in zip(columns, row, strict=True):
         result[column.name] = _decode_value(schema, column, value, where, n)
-    return result
+    return result, None
 
 
 def _decode_values(schema: EntitySchema, raw: dict[str, Any], where: str, n: int) -> dict[str, Any]:

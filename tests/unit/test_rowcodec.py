@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -187,6 +188,9 @@ JSON_VALUE = st.one_of(
     st.sampled_from(["2026-02-30T00:00:00", "2026-01-02 03:04:05", "2026-01-02T03:04:05.5"]),
     st.sampled_from(["0999-01-02T00:00:00", "\uff12026-01-02", "2026-01-02T24:00:00", "1e2"]),
     st.decimals(min_value=-10_000, max_value=10_000, places=3).map(str),
+    # the canonical text the compiled decoder takes as the literal itself (and its near misses)
+    st.decimals(min_value=-10_000, max_value=10_000, places=2).map(lambda d: format(d, "f")),
+    st.sampled_from(["0.00", "-0.01", "-0.0", "0", "00.50", "9999.990", "+1.00", " 1.00"]),
     st.dates().map(date.isoformat),
     st.datetimes().map(datetime.isoformat),
     st.lists(st.integers(), max_size=2),
@@ -224,22 +228,67 @@ ROWS = st.dictionaries(
 @given(ROWS)
 def test_the_compiled_decoder_takes_only_what_the_column_types_take(row: list[Any]) -> None:
     try:
-        fast = SCHEMA.row_codec.decode_row(list(row))
+        fast = SCHEMA.row_codec.decode_row(41, list(row))
     except (ValueError, TypeError, ArithmeticError, AttributeError):
         fast = None  # the batch decoder then takes the full path
     if fast is None:
         return
+    values, sql_row = fast
     want = _decoded_the_full_way(row)
     assert want is not None, "the compiled decoder accepted a row the column types refuse"
-    assert {k: _stored(v) for k, v in fast.items()} == {k: _stored(v) for k, v in want.items()}
+    assert {k: _stored(v) for k, v in values.items()} == {k: _stored(v) for k, v in want.items()}
+    # the SQL tuple made from the JSON text is the one the stored values give
+    assert sql_row == SCHEMA.row_codec.sql_row(41, want)
 
 
 def test_the_compiled_decoder_takes_a_row_the_producer_wrote() -> None:
     entity = _entity({"price": Decimal("12.5"), "at": datetime(2026, 1, 2, 3, 4, 5, 6)})
     full, row = SCHEMA.row_codec.validate(entity)
-    decoded = SCHEMA.row_codec.decode_row(orjson.loads(row))
-    assert decoded is not None
-    assert {k: _stored(v) for k, v in decoded.items()} == {k: _stored(v) for k, v in full.items()}
+    decoded = SCHEMA.row_codec.decode_row(7, orjson.loads(row))
+    assert decoded is not None  # the fast path: the producer's text is the canonical one
+    values, sql_row = decoded
+    assert {k: _stored(v) for k, v in values.items()} == {k: _stored(v) for k, v in full.items()}
+    assert sql_row == SCHEMA.row_codec.sql_row(7, full)
+    assert "12.50" in sql_row and "'2026-01-02 03:04:05.000006'" in sql_row
+
+
+_PRICE = SCHEMA.data_column_order.index("price")
+_AT = SCHEMA.data_column_order.index("at")
+
+
+@pytest.mark.parametrize(
+    ("column", "text"),
+    [
+        *[
+            (_PRICE, t)
+            for t in ["12.50", "0.00", "-0.01", "9999.99", "1.5", "0.2", "-0.00", "1E+1", "00.50"]
+        ],
+        *[(_PRICE, t) for t in ["10000.00", "1.555", "12.500", "+1.00", "1.50 ", "٣.00"]],
+        *[
+            (_AT, t)
+            for t in ["2026-01-02T03:04:05", "2026-01-02T03:04:05.000006", "2026-01-02 03:04:05"]
+        ],
+        *[(_AT, t) for t in ["2026-01-02T03:04:05.000000", "2026-02-30T00:00:00", "2026-01-02"]],
+    ],
+)
+def test_text_the_decoder_takes_as_the_literal_is_what_the_stored_value_writes(
+    column: int, text: str
+) -> None:
+    """A DECIMAL's or a datetime's JSON text goes into the SQL as it is only when it is the
+    text of the stored value; any other form (valid or not) is decoded the full way."""
+    row = list(_WRITTEN)
+    row[column] = text
+    want = _decoded_the_full_way(row)
+    try:
+        fast = SCHEMA.row_codec.decode_row(41, row)
+    except (ValueError, TypeError, ArithmeticError, AttributeError):
+        fast = None
+    if fast is None:
+        return  # the full path decides (and names what is wrong)
+    values, sql_row = fast
+    assert want is not None, f"took {text!r}, which the column type refuses"
+    assert {k: _stored(v) for k, v in values.items()} == {k: _stored(v) for k, v in want.items()}
+    assert sql_row == SCHEMA.row_codec.sql_row(41, want)
 
 
 @settings(max_examples=400, deadline=None, database=None)
@@ -262,6 +311,6 @@ class IdOnly(Entity, table="codec_id_only"):
 
 def test_an_entity_of_an_id_only_decodes_and_writes_its_row() -> None:
     codec = build_schema(IdOnly, {}).row_codec
-    assert codec.decode_row([]) == {}
-    assert codec.decode_row([1]) is None  # the full path then says what is wrong
+    assert codec.decode_row(5, []) == ({}, "(5)")
+    assert codec.decode_row(5, [1]) is None  # the full path then says what is wrong
     assert codec.sql_row(5, {}) == "(5)"
