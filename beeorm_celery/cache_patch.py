@@ -30,11 +30,10 @@ from redis import exceptions as redis_errors
 
 from beeorm_celery.cache import encoded_row, ops_by_cache_pool
 from beeorm_celery.keys import STALE, STALE_TTL_S
+from beeorm_celery.lua_script import LuaScript
 from beeorm_celery.operations import Operation, OpKind
 
 if TYPE_CHECKING:
-    import redis
-
     from beeorm_celery.engine import Engine
     from beeorm_celery.keys import Keys
     from beeorm_celery.schema import EntitySchema
@@ -369,7 +368,7 @@ end
 # Checks and writes of one plan without a log: flush() before MySQL (claims only, ARGV[2] = 0)
 # and after the COMMIT (force), async flushes for caches outside the log's pool.
 # ARGV: write entity rows (1/0), then the batch ids by group number, then the plan.
-CACHE_SCRIPT = (
+CACHE_SCRIPT = LuaScript(
     LUA_HELPERS
     + """
 local plan = bo_plan()
@@ -397,17 +396,20 @@ return out
 )
 
 # flush() failed in MySQL after claiming: give back the claims still holding our ids.
-UNDO_CLAIMS_SCRIPT = """
+UNDO_CLAIMS_SCRIPT = LuaScript(
+    """
 for i = 1, #KEYS do
   if redis.call('GET', KEYS[i]) == ARGV[i] then redis.call('DEL', KEYS[i]) end
 end
 return 0
 """
+)
 
 # A reader fills rows it loaded from MySQL, never over a writer's value (NX) and never while
 # a batch for the row is pending. KEYS: per row its entity key, then the table's pending hash;
 # ARGV: the missing marker's TTL, then per row its id and value.
-FILL_SCRIPT = """
+FILL_SCRIPT = LuaScript(
+    """
 local pending = KEYS[#KEYS]
 for i = 1, #KEYS - 1 do
   if redis.call('HEXISTS', pending, ARGV[i * 2]) == 0 then
@@ -421,6 +423,7 @@ for i = 1, #KEYS - 1 do
 end
 return 0
 """
+)
 
 # The worker applied (or dead-lettered) batches: drop the pending markers they set, unless a
 # later batch set them again. An entry missing now, or provisional (a marker
@@ -430,7 +433,7 @@ return 0
 # (of the table's group) and 'id,id,...'. A joint step of many groups releases in one call.
 # One HMGET, one EXISTS and one HDEL per table (a SET per row only where an entry is missing or
 # provisional): the worker runs this after every COMMIT, so its cost per row is the applier's.
-RELEASE_SCRIPT = (
+RELEASE_SCRIPT = LuaScript(
     LUA_HELPERS
     + """
 for t = 1, #ARGV, 4 do
@@ -636,18 +639,6 @@ def patch_items(op: Operation) -> list[list[Any]]:
     return items
 
 
-_scripts: dict[tuple[int, str], Any] = {}
-
-
-def script(client: redis.Redis, source: str) -> Any:
-    """``source`` registered on ``client`` (EVALSHA; redis-py loads it again after a restart)."""
-    cached = _scripts.get((id(client), source[:64] + str(len(source))))
-    if cached is None or cached.registered_client is not client:
-        cached = client.register_script(source)
-        _scripts[(id(client), source[:64] + str(len(source)))] = cached
-    return cached
-
-
 def plan_for(engine: Engine) -> CachePlan:
     return CachePlan(engine.keys, engine.tombstone_ttl_s, engine.missing_ttl_s)
 
@@ -669,7 +660,7 @@ def fill_rows(engine: Engine, schema: EntitySchema, rows: dict[int, bytes | None
         args += [entity_id, b"-" if row is None else row]
     keys.append(engine.keys.pending(schema))
     try:
-        script(engine.redis_for(schema), FILL_SCRIPT)(keys=keys, args=args)
+        FILL_SCRIPT(engine.redis_for(schema), keys=keys, args=args)
     except redis_errors.OutOfMemoryError:
         # a fill only saves the next read a trip to MySQL: the read itself succeeded
         logger.warning("Redis is out of memory: %s rows not cached", schema.name)
@@ -712,4 +703,4 @@ def release_pending(engine: Engine, applied: Sequence[tuple[Sequence[Operation],
         args: list[Any] = []
         for (_, through_batch), (pending, prefix, ids) in tables.items():
             args += (pending, prefix, through_batch, ",".join(map(str, ids)))
-        script(engine.redis(pool), RELEASE_SCRIPT)(args=args)
+        RELEASE_SCRIPT(engine.redis(pool), args=args)

@@ -26,7 +26,6 @@ from beeorm_celery.cache_patch import (
     CachePlan,
     patched_rows,
     plan_for,
-    script,
 )
 from beeorm_celery.entity import Entity, field_values
 from beeorm_celery.errors import BeeormError, CacheUnavailableError, DuplicateKeyError, FlushError
@@ -92,10 +91,10 @@ def claim_before(
         plan.add_reference_checks(reference_checks(engine.keys, ops, pool))
         if not plan:
             continue  # nothing the cache could refuse: no extra round trip
-        run = script(engine.redis(pool), CACHE_SCRIPT)
+        client = engine.redis(pool)
 
-        def check(plan_args: list[Any], run: Any = run) -> Any:
-            return run(args=[0, *plan_args])
+        def check(plan_args: list[Any], client: redis.Redis = client) -> Any:
+            return CACHE_SCRIPT(client, args=[0, *plan_args])
 
         try:
             run_checked(engine.mysql, plan, check)
@@ -111,8 +110,9 @@ def undo_claims(engine: Engine, claimed: dict[str, list[tuple[str, str]]]) -> No
         if not pairs:
             continue
         try:
-            undo = script(engine.redis(pool), UNDO_CLAIMS_SCRIPT)
-            undo(keys=[k for k, _ in pairs], args=[i for _, i in pairs])
+            UNDO_CLAIMS_SCRIPT(
+                engine.redis(pool), keys=[k for k, _ in pairs], args=[i for _, i in pairs]
+            )
         except redis.RedisError:
             logger.exception("could not give back unique claims in Redis pool %r", pool)
 
@@ -231,7 +231,7 @@ def write_redis_caches(
         if message is not None and pool == engine.invalidation_pool:
             plan.publish = [engine.keys.invalidation_channel, message.decode()]
         args: list[Any] = [1, *(batch_ids[g] for g in groups), *plan.args()]
-        result = script(engine.redis(pool), CACHE_SCRIPT)(args=args)
+        result = CACHE_SCRIPT(engine.redis(pool), args=args)
         patched.update(patched_rows(result[1:]))
     return patched
 

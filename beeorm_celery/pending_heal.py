@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from beeorm_celery.asyncflush import position
 from beeorm_celery.asyncflush.log import parse_id
 from beeorm_celery.asyncflush.parts import Healed
-from beeorm_celery.cache_patch import RELEASE_SCRIPT, script
+from beeorm_celery.cache_patch import RELEASE_SCRIPT
 
 if TYPE_CHECKING:
     from beeorm_celery.engine import Engine
@@ -95,7 +95,7 @@ def heal_pending(engine: Engine, groups: Collection[str], scan_limit: int = SCAN
                 left.append(_text(field))
         for start in range(0, len(left), _CHUNK):
             ids = ",".join(left[start : start + _CHUNK])
-            script(client, RELEASE_SCRIPT)(args=[pending, prefix, through, ids])
+            RELEASE_SCRIPT(client, args=[pending, prefix, through, ids])
         if left:
             logger.warning(
                 "%s: released %d pending marker(s) that applied batches left behind "

@@ -18,7 +18,6 @@ sweep instead (``sweep_interval_s``), or by ``consume_async_flush_events``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,7 @@ from beeorm_celery.asyncflush import backlog, failure
 from beeorm_celery.asyncflush.batch import Batch, sign
 from beeorm_celery.asyncflush.transport import WakeReason, WakeUp
 from beeorm_celery.cache_patch import LUA_HELPERS, patched_rows
+from beeorm_celery.lua_script import LuaScript
 from beeorm_celery.unique_claims import run_checked
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ _SLICE = 1000
 #       plan (flat, its length last: cache_patch.CachePlan.args; '0' = none).
 # Returns per group: the batch id and 1 if this call created the trigger flag; then (key, row)
 # of the rows patched for local caches. Or a refusal from the cache checks: {'!', reason, ...}.
-_SCRIPT = (
+_SCRIPT = LuaScript(
     LUA_HELPERS
     + """
 local groups = tonumber(ARGV[1])
@@ -126,9 +126,6 @@ if ARGV[9] ~= '' then redis.call('PUBLISH', ARGV[8], ARGV[9]) end
 return result
 """.replace("SLICE", str(_SLICE))
 )
-# Run by hash (EVALSHA), loaded the first time a server does not know it: no per-client
-# registration to keep.
-_SCRIPT_SHA = hashlib.sha1(_SCRIPT.encode()).hexdigest()
 
 
 def enqueue_and_wake(
@@ -221,12 +218,13 @@ def enqueue_and_wake(
 def _run(caller: OnceCaller, client: redis.Redis, keys: list[str], args: list[Any]) -> Any:
     # call_once: never sent again once sent (a second run would queue the batches twice)
     try:
-        return caller.call("EVALSHA", _SCRIPT_SHA, len(keys), *keys, *args)
+        return caller.call("EVALSHA", _SCRIPT.sha, len(keys), *keys, *args)
     except redis.exceptions.NoScriptError:
         # A new or restarted server: load it, then run it by hash (SCRIPT LOAD is refused while
         # Redis is out of memory, so a full server refuses the flush before anything runs).
-        client.script_load(_SCRIPT)
-        return caller.call("EVALSHA", _SCRIPT_SHA, len(keys), *keys, *args)
+        # Not LuaScript's own call: the caller is what makes the EVALSHA never sent twice.
+        client.script_load(_SCRIPT.source)
+        return caller.call("EVALSHA", _SCRIPT.sha, len(keys), *keys, *args)
 
 
 def _wake_up(batch: Batch) -> WakeUp:

@@ -7,16 +7,16 @@ this script returns only the entry ids.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from beeorm_celery.asyncflush.log import parse_id
+from beeorm_celery.lua_script import LuaScript
 
 if TYPE_CHECKING:
-    import redis
-
     from beeorm_celery.asyncflush.parts import AsyncParts
 
-_HEADS_SCRIPT = """
+_HEADS_SCRIPT = LuaScript(
+    """
 local out = {}
 for i, key in ipairs(KEYS) do
   local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
@@ -24,6 +24,7 @@ for i, key in ipairs(KEYS) do
 end
 return out
 """
+)
 
 
 class Heads:
@@ -32,18 +33,12 @@ class Heads:
 
     def __init__(self, parts: AsyncParts) -> None:
         self.parts = parts
-        self._script: Any = None
-        self._client: redis.Redis | None = None
 
     def oldest_ms(self, groups: list[str]) -> list[int | None]:
         if not groups:
             return []
-        client = self.parts.log_redis()
-        if self._script is None or self._client is not client:
-            self._script = client.register_script(_HEADS_SCRIPT)
-            self._client = client
         keys = [self.parts.keys.log(g) for g in groups]
-        raw = self._script(keys=keys)
+        raw = _HEADS_SCRIPT(self.parts.log_redis(), keys=keys)
         result: list[int | None] = []
         for value in raw:
             text = value.decode() if isinstance(value, bytes) else str(value)
