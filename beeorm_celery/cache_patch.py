@@ -439,14 +439,18 @@ RELEASE_SCRIPT = LuaScript(
 for t = 1, #ARGV, 4 do
   local pkey, prefix, through = ARGV[t], ARGV[t + 1], ARGV[t + 2]
   local applied = {}  -- marker -> whether it is at or before ``through`` (rows share batches)
-  local ids = {}
-  for id in string.gmatch(ARGV[t + 3], '[^,]+') do ids[#ids + 1] = id end
-  for s = 1, #ids, 1000 do
-    local part = {unpack(ids, s, math.min(#ids, s + 999))}
-    local marks = redis.call('HMGET', pkey, unpack(part))
-    local done, kept = {}, {}
-    for i = 1, #part do
-      local m = marks[i]
+  local ids, n = {}, 0
+  for id in string.gmatch(ARGV[t + 3], '[^,]+') do
+    n = n + 1
+    ids[n] = id
+  end
+  -- slices of 1000 ids (Lua's unpack takes a few thousand values at most), read in place
+  for s = 1, n, 1000 do
+    local e = math.min(n, s + 999)
+    local marks = redis.call('HMGET', pkey, unpack(ids, s, e))
+    local done, kept, nd, nk = {}, {}, 0, 0
+    for i = s, e do
+      local m = marks[i - s + 1]
       if m then
         local ok = applied[m]
         if ok == nil then
@@ -454,20 +458,22 @@ for t = 1, #ARGV, 4 do
           applied[m] = ok
         end
         if ok then
-          done[#done + 1] = part[i]
+          nd = nd + 1
+          done[nd] = ids[i]
           if string.byte(m, -1) == 43 then
-            redis.call('SET', prefix .. part[i], '?', 'EX', STALE_TTL)
+            redis.call('SET', prefix .. ids[i], '?', 'EX', STALE_TTL)
           else
-            kept[#kept + 1] = prefix .. part[i]
+            nk = nk + 1
+            kept[nk] = prefix .. ids[i]
           end
         end
       end
     end
     -- the common case, every entry still cached, is one EXISTS; else a SET NX per row
-    if #kept > 0 and redis.call('EXISTS', unpack(kept)) < #kept then
-      for _, key in ipairs(kept) do redis.call('SET', key, '?', 'NX', 'EX', STALE_TTL) end
+    if nk > 0 and redis.call('EXISTS', unpack(kept, 1, nk)) < nk then
+      for k = 1, nk do redis.call('SET', kept[k], '?', 'NX', 'EX', STALE_TTL) end
     end
-    if #done > 0 then redis.call('HDEL', pkey, unpack(done)) end
+    if nd > 0 then redis.call('HDEL', pkey, unpack(done, 1, nd)) end
   end
 end
 return 0
