@@ -123,7 +123,7 @@ end
 --
 -- The plan's first argument is its header, 'ne,nc,nh,ns,nx,nhs,force,ttl,missing ttl,pending
 -- ttl,ni'. Inserts come next, in ni runs (one per table and group): the entity-key prefix, the
--- pending hash, the group number (0: no markers), 'id,id,...', then one row per id.
+-- pending hash, the group number (0: no markers), the count k, then k ids, then k rows.
 -- An update or delete at position a: kind, entity key, pending hash, group number, id, then
 --   'd': n, n (column, JSON) pairs expected | 'u': width, local (1/0), whole row,
 --   n, n (column, JSON) patches, m, m (column, JSON) pairs expected.
@@ -151,13 +151,9 @@ local function bo_plan()
     ni = tonumber(head[11]), h = {}, s = {}}
   local nh, ns = tonumber(head[3]), tonumber(head[4])
   a = a + 1
-  -- insert runs: entity-key prefix, pending hash, group, 'id,id,...', then one row per id
+  -- insert runs: entity-key prefix, pending hash, group, count k, k ids, k rows
   p.i = a
-  for _ = 1, p.ni do
-    local count = 0
-    for _ in string.gmatch(ARGV[a + 3], '[^,]+') do count = count + 1 end
-    a = a + 4 + count
-  end
+  for _ = 1, p.ni do a = a + 4 + 2 * tonumber(ARGV[a + 3]) end
   p.e = a
   for _ = 1, p.ne do a = bo_entity(a) end
   p.c = a
@@ -282,15 +278,15 @@ local function bo_write(plan, ov, ids, out)
       end
       f = #fields
     end
+    local k = tonumber(ARGV[a + 3])
     local rows, n = {}, 0
-    local r = a + 4
-    for eid in string.gmatch(ARGV[a + 3], '[^,]+') do
+    for e = a + 4, a + 3 + k do
+      local eid = ARGV[e]
       local ekey = prefix .. eid
       if seen then seen[ekey] = nil end
       rows[n + 1] = ekey
-      rows[n + 2] = ARGV[r]
+      rows[n + 2] = ARGV[e + k]
       n = n + 2
-      r = r + 1
       if fields then
         fields[f + 1] = eid
         fields[f + 2] = id
@@ -300,7 +296,7 @@ local function bo_write(plan, ov, ids, out)
     for i = 1, n, 1000 do
       redis.call('MSET', unpack(rows, i, math.min(n, i + 999)))
     end
-    a = r
+    a = a + 4 + 2 * k
   end
   a = plan.e
   for _ = 1, plan.ne do
@@ -577,7 +573,8 @@ class CachePlan:
         )
         out: list[Any] = [",".join(map(str, head))]
         for (prefix, pending, group_no), (ids, rows) in self.inserts.items():
-            out += (prefix, pending, group_no, ",".join(ids))
+            out += (prefix, pending, group_no, len(ids))
+            out += ids
             out += rows
         for e in self.entity_ops:
             out += [e[0], e[1], e[2], e[3], e[9]]
