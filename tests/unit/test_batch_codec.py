@@ -116,3 +116,45 @@ def test_a_batch_says_which_layout_its_producer_cached_each_table_in(offline):
         "product",
         "category",
     }
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({2: -1}, "bad id"),
+        ({2: 2**64}, "bad id"),
+        ({2: True}, "bad id"),
+        ({2: "8"}, "bad id"),
+        ({0: "x"}, "unknown kind"),
+        ({4: []}, "'before' is not an object"),
+        ({4: {"nope": 1}}, "unknown to this worker"),  # an INSERT's 'before' is decoded too
+        ({3: "row"}, "values are not an object"),
+        ({"value": ("price", "1.555")}, "bad value for product.price"),
+        ({"value": ("name", "x" * 300)}, "bad value for product.name"),
+        ({"value": ("created_at", "2026-02-30T00:00:00")}, "bad value for product.created_at"),
+    ],
+)
+def test_a_later_insert_into_the_same_table_is_checked_as_the_first_was(offline, change, said):
+    """The decoder's shortcut for INSERTs into a table the batch already named takes only
+    what the full checks take: anything else still gets their error."""
+    payload = json.loads(Batch("catalog", [_product_insert(offline)], 1).encode())
+    second = json.loads(json.dumps(payload["ops"][0]))
+    second[2] = 8
+    for at, value in change.items():
+        if at == "value":
+            column, text = value
+            second[3][payload["c"]["product"].index(column)] = text
+        else:
+            second[at] = value
+    payload["ops"].append(second)
+    with pytest.raises(MalformedBatchError, match=said):
+        decode_payload(offline, "catalog", json.dumps(payload).encode(), "1-0")
+
+
+def test_inserts_after_the_first_carry_the_sql_the_full_path_writes(offline):
+    ops = [_product_insert(offline, n) for n in range(1, 4)]
+    decoded = decode_payload(offline, "catalog", Batch("catalog", ops, 1).encode(), "1-0")
+    schema = offline.schema(Product)
+    for op in decoded.operations:
+        assert op.sql_row is not None
+        assert op.sql_row == schema.row_codec.sql_row(op.id, op.values)
