@@ -37,8 +37,9 @@ class Operation:
     # cache value and a queued INSERT's values
     json_row: bytes | None = None
     # a decoded INSERT's SQL tuple, made by the worker's decoder from the batch's JSON text
-    # (``rowcodec.decode_row``); None: built from ``values`` when needed
-    sql_row: str | None = None
+    # (``rowcodec.decode_row``); None: built from ``values`` when needed. Derived from
+    # ``values``: not part of what the operation is (equality, repr)
+    sql_row: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def table(self) -> str:
