@@ -70,7 +70,7 @@ class ChaosConfig:
     workers: int
     concurrency: int
     max_faults: int
-    fault_seconds: float  # the fault phase ends after this long, or after max_faults
+    fault_seconds: float  # no new random fault after this long (each kind still runs once)
     fault_pause_s: tuple[float, float]
     mariadb_down_s: tuple[float, float]
     lock_hold_s: float
@@ -284,9 +284,13 @@ class _Run:
         deadline = time.monotonic() + config.fault_seconds
         halfway = time.monotonic() + config.fault_seconds / 2
         for n in range(config.max_faults):
-            if time.monotonic() > deadline:
-                break
-            if all(p.poll() is not None for p in self.processes.producers):
+            # Every kind runs once whatever the clock says: a slow step (a warm shutdown in the
+            # rolling deploy waiting on a task) must not leave a kind out of the run. The
+            # deadline and the producers' end only stop the random faults after that.
+            if n >= len(kinds) and (
+                time.monotonic() > deadline
+                or all(p.poll() is not None for p in self.processes.producers)
+            ):
                 break
             time.sleep(self.rng.uniform(*config.fault_pause_s))
             midway = time.monotonic() >= halfway or n == config.max_faults // 2

@@ -35,20 +35,30 @@ def rolling_deploy(
 ) -> None:
     """Run the three steps; ``producer_args`` start the release-2 producer."""
     processes.env["CHAOS_RELEASE"] = str(NEW_RELEASE)  # every process started from now on
+    started = time.monotonic()
     processes.start_producer(producer_args, f"producer-{producer_args[0]}.log")
     waited = _wait_for_schema_lag(processes)
+    steps = [f"lag {time.monotonic() - started:.1f}s"]
     replaced = []
     for worker in list(processes.live_workers()):
         worker.killed = True  # stopped on purpose: not a worker that died
+        stopping = time.monotonic()
         worker.stop()
+        stopped = time.monotonic()
         replaced.append(processes.start_worker(wait=True).name)
+        steps.append(
+            f"{worker.name} stopped in {stopped - stopping:.1f}s, "
+            f"{replaced[-1]} up in {time.monotonic() - stopped:.1f}s"
+        )
     time.sleep(1.0)  # let the new workers meet the missing column (1054) before the migration
+    migrating = time.monotonic()
     _migrate(replace(endpoints, release=NEW_RELEASE))
+    steps.append(f"migrated in {time.monotonic() - migrating:.1f}s")
     log.note(
         "rolling_deploy",
         f"producer {producer_args[0]} on release {NEW_RELEASE} "
         f"({'schema lag seen' if waited else 'no schema lag seen yet'}); "
-        f"workers replaced by {', '.join(replaced)}; tables migrated",
+        f"workers replaced by {', '.join(replaced)}; tables migrated ({'; '.join(steps)})",
     )
 
 
