@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import signal
+import statistics
 import sys
 import time
 import traceback
@@ -156,19 +157,45 @@ class Run:
 
     def run_scaling(self) -> None:
         sizes = self.sizes
-        points = [(w, sizes.groups) for w in sizes.scaling_workers]
-        points += [(sizes.workers, g) for g in sizes.scaling_groups if g != sizes.groups]
         found: list[dict[str, Any]] = []
-        for workers, groups in points:
-            if (workers, groups) == (sizes.workers, sizes.groups) and "applied" in self.details:
-                found.append(self.details["applied"])  # the main run is one of the points
-                continue
-            self.console.print(f"      -c {workers}, {groups} group(s)", highlight=False)
-            found.append(self._throughput(workers, groups))
+        for workers in sizes.scaling_workers:
+            if workers == sizes.workers and "applied" in self.details:
+                point = self.details["applied"]  # the main run is one of the points
+            else:
+                point = self._scaling_point(workers, sizes.groups)
+            found.append(point)
+            if workers == sizes.workers:
+                self.results[f"scaling_g{sizes.groups}_rows_per_s"] = point["rows_per_s"]
+        # The group points in rounds, in alternating order: each ratio is taken within a round
+        # (a burst of load elsewhere hits the runs of one round alike), and the figures are the
+        # medians over the rounds.
+        groups = [g for g in sizes.scaling_groups if g != sizes.groups]
+        runs: dict[int, list[dict[str, Any]]] = {g: [] for g in groups}
+        for n in range(sizes.scaling_rounds):
+            for g in groups if n % 2 == 0 else groups[::-1]:
+                runs[g].append(self._scaling_point(sizes.workers, g))
+        found += [run for g in groups for run in runs[g]]
         self.details["scaling"] = found
-        for point in found:  # the group points (-c of the main run), for the ratios
-            if point["workers"] == sizes.workers:
-                self.results[f"scaling_g{point['groups']}_rows_per_s"] = point["rows_per_s"]
+        for g in groups:
+            self.results[f"scaling_g{g}_rows_per_s"] = statistics.median(
+                r["rows_per_s"] for r in runs[g]
+            )
+        if 1 in runs:
+            self.results["scaling_round_ratios"] = {
+                f"{g} groups/1 group": [
+                    round(r["rows_per_s"] / one["rows_per_s"], 3)
+                    for r, one in zip(runs[g], runs[1], strict=True)
+                ]
+                for g in groups
+                if g != 1
+            }
+            for name, values in self.results["scaling_round_ratios"].items():
+                rounds = ", ".join(f"{v:.3g}" for v in values)
+                self.console.print(f"      {name} by round: {rounds}", highlight=False)
+
+    def _scaling_point(self, workers: int, groups: int) -> dict[str, Any]:
+        self.console.print(f"      -c {workers}, {groups} group(s)", highlight=False)
+        return self._throughput(workers, groups)
 
     def run_memory(self) -> None:
         drains = []

@@ -35,6 +35,9 @@ class Sizes:
     memory_backlogs: tuple[int, int]  # two backlog sizes: peak RSS must not grow with them
     scaling_workers: tuple[int, ...]
     scaling_groups: tuple[int, ...]
+    # rounds of the group points (1, 16, 64 groups at -c of the main run), their order
+    # alternating: one run of each swung the ratios by 0.2 between two runs of the same code
+    scaling_rounds: int
     peer_rows: int  # rows of each run of the peer comparison (ours and the peer, 100 and 10)
     peer_rounds: int  # rounds of that comparison (who goes first alternates)
     freshness_probes: int  # probes of the flush_async -> MySQL latency, idle and under load
@@ -55,6 +58,7 @@ FULL = Sizes(
     memory_backlogs=(250_000, 1_000_000),
     scaling_workers=(1, 2, 4),
     scaling_groups=(1, 4, 16, 64),
+    scaling_rounds=3,
     peer_rows=100_000,
     peer_rounds=2,
     freshness_probes=400,
@@ -76,6 +80,7 @@ QUICK = Sizes(
     memory_backlogs=(20_000, 80_000),
     scaling_workers=(1, 2, 4),
     scaling_groups=(1, 4, 16, 64),
+    scaling_rounds=1,
     peer_rows=20_000,
     peer_rounds=1,
     freshness_probes=100,
