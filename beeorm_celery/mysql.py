@@ -120,6 +120,10 @@ class MySQLPool:
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(config.pool_size)
         self._idle: list[tuple[Connection[Any], float]] = []
+        # the applier's connections, which take several statements per packet: kept apart, so
+        # a connection handed to anyone else never does (a query built from untrusted text
+        # could not stack a second statement behind it)
+        self._idle_packets: list[tuple[Connection[Any], float]] = []
         self._pid = os.getpid()
         self._server_is_mariadb: bool | None = None
         self._max_allowed_packet: int | None = None
@@ -130,8 +134,9 @@ class MySQLPool:
     def name(self) -> str:
         return self.config.name
 
-    def new_connection(self, **overrides: Any) -> Connection[Any]:
-        """A connection outside the pool (the caller closes it)."""
+    def new_connection(self, multi_statements: bool = False, **overrides: Any) -> Connection[Any]:
+        """A connection outside the pool (the caller closes it); see ``acquire`` for
+        ``multi_statements``."""
         c = self.config
         kwargs: dict[str, Any] = {
             "host": c.host,
@@ -157,16 +162,23 @@ class MySQLPool:
             kwargs["ssl_disabled"] = True
         kwargs.update({k: _option_value(k, v) for k, v in c.options.items()})
         kwargs.update(overrides)
+        if multi_statements:
+            kwargs["client_flag"] = kwargs.get("client_flag", 0) | CLIENT.MULTI_STATEMENTS
         return pymysql.connect(**kwargs)
 
     def _reset_after_fork(self) -> None:
         # The parent's sockets belong to the parent: forget them, never close them from here.
         self._pid = os.getpid()
         self._idle = []
+        self._idle_packets = []
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(self.config.pool_size)
 
-    def acquire(self, timeout_s: float | None = None) -> Connection[Any]:
+    def acquire(
+        self, timeout_s: float | None = None, multi_statements: bool = False
+    ) -> Connection[Any]:
+        """A connection of the pool; ``multi_statements``: one that takes several statements in
+        one packet (the applier's: ``asyncflush/packed.py``), never handed out otherwise."""
         if self._pid != os.getpid():
             self._reset_after_fork()
         if self._closed:
@@ -174,10 +186,11 @@ class MySQLPool:
         if not self._slots.acquire(timeout=timeout_s if timeout_s is not None else -1):
             raise TimeoutError(f"no free connection in MySQL pool {self.name!r} after {timeout_s}s")
         try:
+            idle = self._idle_packets if multi_statements else self._idle
             with self._lock:
-                entry = self._idle.pop() if self._idle else None
+                entry = idle.pop() if idle else None
             if entry is None:
-                return self.new_connection()
+                return self.new_connection(multi_statements=multi_statements)
             conn, idle_since = entry
             if time.monotonic() - idle_since > DEFAULT_MYSQL_PING_AFTER_IDLE_S:
                 conn.ping(reconnect=True)
@@ -194,7 +207,9 @@ class MySQLPool:
                 _close_quietly(conn)
             else:
                 with self._lock:
-                    self._idle.append((conn, time.monotonic()))
+                    (self._idle_packets if accepts_packets(conn) else self._idle).append(
+                        (conn, time.monotonic())
+                    )
         finally:
             self._slots.release()
 
@@ -279,10 +294,16 @@ class MySQLPool:
     def close(self) -> None:
         self._closed = True
         with self._lock:
-            idle, self._idle = self._idle, []
+            idle, self._idle = self._idle + self._idle_packets, []
+            self._idle_packets = []
         if self._pid == os.getpid():
             for conn, _ in idle:
                 _close_quietly(conn)
+
+
+def accepts_packets(conn: Connection[Any]) -> bool:
+    """Whether ``conn`` was opened to take several statements in one packet."""
+    return bool(getattr(conn, "client_flag", 0) & CLIENT.MULTI_STATEMENTS)
 
 
 def _close_quietly(conn: Connection[Any]) -> None:

@@ -157,7 +157,7 @@ class Drain:
             self.isolation.temporary(None, error)
 
     def _connect(self) -> Connection[Any]:
-        conn = self.pool.acquire()
+        conn = self.pool.acquire(multi_statements=self.settings.pack_statements)
         try:
             self._session(conn)
             # Outside any transaction: an ALTER TABLE would commit it.

@@ -33,8 +33,10 @@ from beeorm_celery.asyncflush.batch import PAYLOAD_FIELD, Batch, decode_entry
 from beeorm_celery.asyncflush.gc_pause import collector_paused
 from beeorm_celery.asyncflush.log import after, successor
 from beeorm_celery.asyncflush.mysql_errors import is_packet_error
+from beeorm_celery.asyncflush.packed import PacketRun, packets
 from beeorm_celery.asyncflush.row_guard import check_matched
 from beeorm_celery.errors import MalformedBatchError
+from beeorm_celery.mysql import accepts_packets
 from beeorm_celery.sql import statements, text_bytes
 
 if TYPE_CHECKING:
@@ -175,14 +177,26 @@ def joint_step(
     try:
         moves: list[tuple[str, str, str, int, int, int]] = []
         applied: list[tuple[list[Operation], str]] = []  # each group's operations, last batch
+        planned: list[tuple[str, list[Operation]]] = []
+        limit = limits.merge_limit(conn)
         for plan in plans:
             ops = [op for batch in plan.chunk for op in batch.operations]
-            for statement, carried in statements(ops, limits.merge_limit(conn)):
-                check_matched(carried, cursor.execute(statement))  # a row gone: singles find it
+            planned += statements(ops, limit)
             last_id = str(plan.chunk[-1].id)
             group, batches = plan.drain.group, len(plan.chunk)
             moves.append((group, plan.epoch, last_id, batches, len(ops), plan.pending))
             applied.append((ops, last_id))
+        # a row gone (check_matched) rolls it all back too: the groups' own steps find it
+        if accepts_packets(conn):
+            run = PacketRun()
+            try:
+                for packet in packets(planned, limit):
+                    run.run(cursor, packet)
+            finally:
+                statement = run.statement
+        else:
+            for statement, carried in planned:
+                check_matched(carried, cursor.execute(statement))
         position.advance_many(cursor, moves)
         conn.commit()
     except pymysql.MySQLError as e:

@@ -102,6 +102,11 @@ class AsyncFlushSettings:
         in a virtual machine, so polling answers sooner; it spends up to this much CPU per
         flush while the caller waits anyway. 0: block at once (a host whose cores are always
         busy gains nothing from polling).
+    pack_statements
+        The applier sends a step's statements several to a packet (multi-statement packets on
+        connections of its own, see ``asyncflush/packed.py``): a batch of 100 edits is one
+        round trip instead of 100. False sends them one at a time, for a proxy between the
+        workers and MySQL that refuses multi-statement packets.
     """
 
     signing_secret: str | bytes | Sequence[str | bytes] | None = None
@@ -127,6 +132,7 @@ class AsyncFlushSettings:
     max_statement_bytes: int = DEFAULT_MAX_STATEMENT_BYTES
     max_transaction_bytes: int = DEFAULT_MAX_TRANSACTION_BYTES
     reply_spin_us: int = DEFAULT_REPLY_SPIN_US
+    pack_statements: bool = True
 
     def __post_init__(self) -> None:
         spin = self.reply_spin_us

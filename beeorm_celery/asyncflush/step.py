@@ -27,10 +27,12 @@ from beeorm_celery.asyncflush.batch import PAYLOAD_FIELD, Batch, SchemaLookup, d
 from beeorm_celery.asyncflush.gc_pause import collector_paused
 from beeorm_celery.asyncflush.log import Entry, GroupLog, after
 from beeorm_celery.asyncflush.mysql_errors import error_message
+from beeorm_celery.asyncflush.packed import PacketRun, packets
 from beeorm_celery.asyncflush.packets import Refusal, StatementLimits
 from beeorm_celery.asyncflush.report import DrainReport, Outcome
 from beeorm_celery.asyncflush.row_guard import check_matched
 from beeorm_celery.errors import MalformedBatchError
+from beeorm_celery.mysql import accepts_packets
 from beeorm_celery.operations import Operation
 from beeorm_celery.sql import operation_sql, statements
 
@@ -158,10 +160,8 @@ class TransactionStep:
         report: DrainReport,
     ) -> Outcome:
         ops = [op for batch in chunk for op in batch.operations]
-        if single:
-            planned = [(operation_sql(op), [op]) for op in ops]
-        else:
-            planned = statements(ops, self.limits.merge_limit(conn))
+        limit = self.limits.merge_limit(conn)
+        planned = [(operation_sql(op), [op]) for op in ops] if single else statements(ops, limit)
         last_id = str(chunk[-1].id)
         statement = ""
         carried: list[Operation] = []
@@ -170,7 +170,17 @@ class TransactionStep:
                 too_large = self.limits.too_large(statement, carried)
                 if too_large is not None:
                     raise too_large
-                check_matched(carried, cursor.execute(statement))
+            if single or not accepts_packets(conn):
+                # one statement at a time: isolation names the very statement MySQL refused
+                for statement, carried in planned:
+                    check_matched(carried, cursor.execute(statement))
+            else:
+                run = PacketRun()
+                try:
+                    for packet in packets(planned, limit):
+                        run.run(cursor, packet)
+                finally:
+                    statement, carried = run.statement, run.carried
             carried = []
             pending = max(0, self.log.last_length - len(chunk))
             position.advance(cursor, self.group, epoch, last_id, len(chunk), len(ops), pending)
