@@ -23,6 +23,7 @@ from rich.console import Console
 from bench import (
     baselines,
     builder,
+    edits,
     freshness,
     latency,
     memory,
@@ -51,6 +52,7 @@ PHASES = (
     "freshness",
     "scaling",
     "memory",
+    "edits",
     "dramatiq",  # last: Celery's drain of the same backlog (memory) is shown next to it
 )
 
@@ -208,6 +210,16 @@ class Run:
         # the larger backlog is the longer, steadier drain
         self.results["drain_rows_per_s"] = drains[-1]["drain_rows_per_s"]
         self.results["drain_worker_cpu_us_per_row"] = drains[-1]["worker_cpu_us_per_row"]
+
+    def run_edits(self) -> None:
+        sizes = self.sizes
+        ours = edits.drain(self.harness, sizes.edit_rows, sizes.edits)
+        raw = edits.raw_updates(self.harness, sizes.edit_rows, sizes.edits)
+        self.details["edits"] = {"drain": ours, "raw": raw}
+        self.results["edits_drain_per_s"] = ours["edits_per_s"]
+        self.results["edits_worker_cpu_us_per_edit"] = ours["worker_cpu_us_per_edit"]
+        self.results["raw_updates_per_s"] = raw["edits_per_s"]
+        self.results["raw_updates_client_cpu_us_per_edit"] = raw["client_cpu_us_per_edit"]
 
     def run_dramatiq(self) -> None:
         from bench import dramatiq_bench  # the optional extra: imported only for this phase

@@ -40,6 +40,8 @@ class Sizes:
     scaling_rounds: int
     peer_rows: int  # rows of each run of the peer comparison (ours and the peer, 100 and 10)
     peer_rounds: int  # rounds of that comparison (who goes first alternates)
+    edit_rows: int  # rows the edits phase edits (a multiple of 1,000)
+    edits: int  # edits queued in flushes of 100, then drained; as many for the raw baseline
     freshness_probes: int  # probes of the flush_async -> MySQL latency, idle and under load
     freshness_load_rows_per_s: int  # rows/s the load process offers meanwhile
     unique_rounds: int = 100  # timed 100-entity flushes per mode of the unique-claim phase
@@ -61,6 +63,8 @@ FULL = Sizes(
     scaling_rounds=3,
     peer_rows=100_000,
     peer_rounds=2,
+    edit_rows=20_000,
+    edits=100_000,
     freshness_probes=400,
     freshness_load_rows_per_s=20_000,
     unique_rounds=200,
@@ -83,6 +87,8 @@ QUICK = Sizes(
     scaling_rounds=1,
     peer_rows=20_000,
     peer_rounds=1,
+    edit_rows=4_000,
+    edits=20_000,
     freshness_probes=100,
     freshness_load_rows_per_s=20_000,
     unique_rounds=40,
