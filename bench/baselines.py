@@ -14,9 +14,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlparse
-
-import pymysql
 
 from bench import models
 from bench.celery_app import NAIVE_QUEUE
@@ -30,6 +27,11 @@ _INSERT = (
 )
 # Ids far above anything the ORM hands out in the same run, so no row can collide.
 _FIRST_ID = 10**12
+
+
+def raw_insert_sql(table: str) -> str:
+    """The baselines' INSERT of one row of ``models.COLUMNS`` into ``table``, for executemany."""
+    return _INSERT.format(table=table)
 
 
 def raw_executemany(
@@ -48,17 +50,8 @@ def raw_executemany(
 
 
 def _raw_once(harness: Harness, rows: int, per_transaction: int) -> dict[str, Any]:
-    p = urlparse(harness.settings.mysql_url)
-    conn = pymysql.connect(
-        host=p.hostname or "127.0.0.1",
-        port=p.port or 3306,
-        user=p.username or "root",
-        password=p.password or "",
-        database=harness.settings.database,
-        charset="utf8mb4",
-        autocommit=False,
-    )
-    sql = _INSERT.format(table=models.RAW_TABLE)
+    conn = harness.connect(autocommit=False)
+    sql = raw_insert_sql(models.RAW_TABLE)
     data = [models.sql_row(_FIRST_ID + i, i) for i in range(rows)]
     chunks = [data[i : i + per_transaction] for i in range(0, rows, per_transaction)]
     try:

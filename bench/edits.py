@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from urllib.parse import urlparse
-
-import pymysql
 
 from bench import models
-from bench.harness import Harness, frozen_heap, stopped_after, wait_until
+from bench.baselines import raw_insert_sql
+from bench.harness import Harness, frozen_heap, stopped_after, timed_drain
 from bench.quiet import wait_for_quiet_mysql
 from bench.stats import per_s
 
@@ -58,16 +56,13 @@ def drain(harness: Harness, rows: int, edits: int) -> dict[str, Any]:
     worker = harness.start_worker(groups, _WORKERS, label=f"edits-{edits}", wait=False)
     with stopped_after(worker):
         worker.wait_ready()
-        ready_at = time.perf_counter()
-        ready_cpu = worker.cpu_seconds()
-        wait_until(
-            lambda: harness.applied_operations() >= base + edits,
+        drain_s, drain_cpu = timed_drain(
+            harness,
+            worker,
+            base + edits,
             timeout_s=120 + edits / 200,
-            interval_s=0.05,
             what=f"a backlog of {edits} edits to drain",
         )
-        drain_s = time.perf_counter() - ready_at
-        drain_cpu = worker.cpu_seconds() - ready_cpu
     return {
         "rows": rows,
         "edits": edits,
@@ -79,20 +74,8 @@ def drain(harness: Harness, rows: int, edits: int) -> dict[str, Any]:
 
 def raw_updates(harness: Harness, rows: int, edits: int) -> dict[str, Any]:
     """The baseline: UPDATE by primary key, ``executemany`` of 100 per transaction."""
-    p = urlparse(harness.settings.mysql_url)
-    conn = pymysql.connect(
-        host=p.hostname or "127.0.0.1",
-        port=p.port or 3306,
-        user=p.username or "root",
-        password=p.password or "",
-        database=harness.settings.database,
-        charset="utf8mb4",
-        autocommit=False,
-    )
-    insert = (
-        f"INSERT INTO `{models.RAW_TABLE}` ({', '.join(f'`{c}`' for c in models.COLUMNS)}) "
-        f"VALUES ({', '.join(['%s'] * len(models.COLUMNS))})"
-    )
+    conn = harness.connect(autocommit=False)
+    insert = raw_insert_sql(models.RAW_TABLE)
     update = f"UPDATE `{models.RAW_TABLE}` SET `stock` = %s WHERE `id` = %s"
     first_id = 10**12
     changes = [(_NEW_STOCK + i, first_id + i % rows) for i in range(edits)]

@@ -204,17 +204,22 @@ class Harness:
     def db(self) -> pymysql.connections.Connection[Any]:
         """The bench's own autocommit connection to its database (for polling and resets)."""
         if self._db is None:
-            p = urlparse(self.settings.mysql_url)
-            self._db = pymysql.connect(
-                host=p.hostname or "127.0.0.1",
-                port=p.port or 3306,
-                user=p.username or "root",
-                password=p.password or "",
-                database=self.settings.database,
-                charset="utf8mb4",
-                autocommit=True,
-            )
+            self._db = self.connect(autocommit=True)
         return self._db
+
+    def connect(self, autocommit: bool) -> pymysql.connections.Connection[Any]:
+        """A new plain PyMySQL connection to the bench's database (no pool, no engine); the
+        caller closes it."""
+        p = urlparse(self.settings.mysql_url)
+        return pymysql.connect(
+            host=p.hostname or "127.0.0.1",
+            port=p.port or 3306,
+            user=p.username or "root",
+            password=p.password or "",
+            database=self.settings.database,
+            charset="utf8mb4",
+            autocommit=autocommit,
+        )
 
     def scalar(self, sql: str) -> int:
         with self.db().cursor() as cursor:
@@ -266,6 +271,22 @@ class Harness:
                 ctx.new_entity(entity, **models.row_values(i))
             contexts.append(ctx)
         return contexts
+
+
+def timed_drain(
+    harness: Harness, worker: Worker, operations: int, *, timeout_s: float, what: str
+) -> tuple[float, float]:
+    """Seconds, and the worker's CPU seconds, from now until the workers have committed
+    ``operations`` in all (the position table's counters)."""
+    started = time.perf_counter()
+    cpu = worker.cpu_seconds()
+    wait_until(
+        lambda: harness.applied_operations() >= operations,
+        timeout_s=timeout_s,
+        interval_s=0.05,
+        what=what,
+    )
+    return time.perf_counter() - started, worker.cpu_seconds() - cpu
 
 
 @contextmanager

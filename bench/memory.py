@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench import models
-from bench.harness import Harness, stopped_after, wait_until
+from bench.harness import Harness, stopped_after, timed_drain
 from bench.quiet import wait_for_quiet_mysql
 from bench.stats import per_s
 from bench.workers import RssSampler
@@ -60,17 +60,14 @@ def measure(harness: Harness, backlog_rows: int) -> Drain:
     worker = harness.start_worker(groups, _WORKERS, label=f"memory-{backlog_rows}", wait=False)
     with stopped_after(worker), RssSampler(worker) as sampler:
         worker.wait_ready()
-        ready_at = time.perf_counter()
-        ready_cpu = worker.cpu_seconds()
         ready_rss = worker.rss_bytes()
-        wait_until(
-            lambda: harness.applied_operations() >= base + backlog_rows,
+        drain_s, drain_cpu = timed_drain(
+            harness,
+            worker,
+            base + backlog_rows,
             timeout_s=120 + backlog_rows / 500,
-            interval_s=0.05,
             what=f"a backlog of {backlog_rows} rows to drain",
         )
-        drain_s = time.perf_counter() - ready_at
-        drain_cpu = worker.cpu_seconds() - ready_cpu
     return Drain(
         backlog_rows=backlog_rows,
         peak_rss_mb=sampler.peak_bytes / _MB,
