@@ -33,8 +33,7 @@ from beeorm_celery.asyncflush.batch import PAYLOAD_FIELD, Batch, decode_entry
 from beeorm_celery.asyncflush.gc_pause import collector_paused
 from beeorm_celery.asyncflush.log import after, successor
 from beeorm_celery.asyncflush.mysql_errors import is_packet_error
-from beeorm_celery.asyncflush.packed import PacketRun, packets
-from beeorm_celery.asyncflush.row_guard import check_matched
+from beeorm_celery.asyncflush.packed import PacketRun
 from beeorm_celery.errors import MalformedBatchError
 from beeorm_celery.mysql import accepts_packets
 from beeorm_celery.sql import statements, text_bytes
@@ -187,16 +186,11 @@ def joint_step(
             moves.append((group, plan.epoch, last_id, batches, len(ops), plan.pending))
             applied.append((ops, last_id))
         # a row gone (check_matched) rolls it all back too: the groups' own steps find it
-        if accepts_packets(conn):
-            run = PacketRun()
-            try:
-                for packet in packets(planned, limit):
-                    run.run(cursor, packet)
-            finally:
-                statement = run.statement
-        else:
-            for statement, carried in planned:
-                check_matched(carried, cursor.execute(statement))
+        run = PacketRun()
+        try:
+            run.run_all(cursor, planned, limit, packed=accepts_packets(conn))
+        finally:
+            statement = run.statement
         position.advance_many(cursor, moves)
         conn.commit()
     except pymysql.MySQLError as e:

@@ -73,34 +73,62 @@ def _packet(parts: list[Statement]) -> Packet:
 
 
 class PacketRun:
-    """Runs packets on one cursor; after a failure, ``statement`` and ``carried`` name what to
-    blame (see the module's docstring)."""
+    """Runs a step's statements on one cursor; after a failure, ``statement`` and ``carried``
+    name what to blame (see the module's docstring)."""
 
     def __init__(self) -> None:
-        self.statement = ""
-        self.carried: list[Operation] = []
+        self._blame: Packet | Statement | None = None
+
+    @property
+    def statement(self) -> str:
+        blame = self._blame
+        if blame is None:
+            return ""
+        return blame.text if isinstance(blame, Packet) else blame[0]
+
+    @property
+    def carried(self) -> list[Operation]:
+        # a packet's operations are listed only when asked, after a failure: not per step
+        blame = self._blame
+        if blame is None:
+            return []
+        return blame.carried if isinstance(blame, Packet) else blame[1]
+
+    def run_all(
+        self, cursor: Cursor, planned: Sequence[Statement], max_bytes: int, packed: bool
+    ) -> None:
+        """``planned`` in order: in packets when ``packed``, else one statement per round trip
+        (isolation, or a connection that takes no packets: the very statement MySQL refused is
+        named, and the last one stays named after a success, as it always did)."""
+        if packed:
+            for packet in packets(planned, max_bytes):
+                self.run(cursor, packet)
+            return
+        for statement in planned:
+            self._blame = statement
+            check_matched(statement[1], cursor.execute(statement[0]))
 
     def run(self, cursor: Cursor, packet: Packet) -> None:
         """Send ``packet`` and check every statement's result; raises the first error (an
         UPDATE / DELETE that matched no row included), with the results after it discarded."""
-        self.statement, self.carried = packet.text, packet.carried
+        self._blame = packet
         try:
             matched = cursor.execute(packet.text)
         except pymysql.MySQLError as e:
             if not is_packet_error(e, text_bytes(packet.text)):
-                self.statement, self.carried = packet.parts[0]
+                self._blame = packet.parts[0]
             raise
         try:
-            for n, (statement, carried) in enumerate(packet.parts):
-                self.statement, self.carried = statement, carried
+            for n, part in enumerate(packet.parts):
+                self._blame = part
                 if n:
                     cursor.nextset()  # raises the error of this statement, if it failed
                     matched = cursor.rowcount
-                check_matched(carried, matched)
+                check_matched(part[1], matched)
         except pymysql.MySQLError:
             _discard_results(cursor)
             raise
-        self.statement, self.carried = "", []
+        self._blame = None
 
 
 def _discard_results(cursor: Cursor) -> None:

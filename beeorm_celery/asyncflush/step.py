@@ -27,10 +27,9 @@ from beeorm_celery.asyncflush.batch import PAYLOAD_FIELD, Batch, SchemaLookup, d
 from beeorm_celery.asyncflush.gc_pause import collector_paused
 from beeorm_celery.asyncflush.log import Entry, GroupLog, after
 from beeorm_celery.asyncflush.mysql_errors import error_message
-from beeorm_celery.asyncflush.packed import PacketRun, packets
+from beeorm_celery.asyncflush.packed import PacketRun
 from beeorm_celery.asyncflush.packets import Refusal, StatementLimits
 from beeorm_celery.asyncflush.report import DrainReport, Outcome
-from beeorm_celery.asyncflush.row_guard import check_matched
 from beeorm_celery.errors import MalformedBatchError
 from beeorm_celery.mysql import accepts_packets
 from beeorm_celery.operations import Operation
@@ -170,17 +169,11 @@ class TransactionStep:
                 too_large = self.limits.too_large(statement, carried)
                 if too_large is not None:
                     raise too_large
-            if single or not accepts_packets(conn):
-                # one statement at a time: isolation names the very statement MySQL refused
-                for statement, carried in planned:
-                    check_matched(carried, cursor.execute(statement))
-            else:
-                run = PacketRun()
-                try:
-                    for packet in packets(planned, limit):
-                        run.run(cursor, packet)
-                finally:
-                    statement, carried = run.statement, run.carried
+            run = PacketRun()
+            try:
+                run.run_all(cursor, planned, limit, packed=not single and accepts_packets(conn))
+            finally:
+                statement, carried = run.statement, run.carried
             carried = []
             pending = max(0, self.log.last_length - len(chunk))
             position.advance(cursor, self.group, epoch, last_id, len(chunk), len(ops), pending)
