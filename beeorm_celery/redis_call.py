@@ -20,8 +20,10 @@ RESP3, decoded replies) take ``call_once``, redis-py's connections without its r
 The reply is first waited for by polling the socket (non-blocking reads) for up to ``spin_us``,
 then by a blocking read. A thread that blocks puts its CPU to sleep, and waking an idle CPU
 when the reply lands costs tens of microseconds, most of all in a virtual machine (measured
-here: a PING answered in 67-74 µs blocking, 22-33 µs polling). A flush's reply usually comes
-within that budget; the price is that much CPU per call, spent where the caller waits anyway.
+here: a PING answered in 67-74 µs blocking, 22-33 µs polling). A small flush's reply usually
+comes within that budget; the price is that much CPU per call, spent where the caller waits
+anyway. A large flush's reply does not, and polling for it took the CPU Redis needed to run the
+script: such a call blocks at once (``reply_wait.SpinPlan`` learns which calls those are).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ import hiredis
 import redis
 from redis._parsers import BaseParser
 from redis.exceptions import InvalidResponse, ResponseError
+
+from beeorm_celery.reply_wait import SpinPlan
 
 # what a lean connection reads into per recv; a flush's reply is far smaller
 _READ_SIZE = 65536
@@ -81,14 +85,15 @@ class OnceCaller:
 
     Thread-safe (a connection serves one call at a time) and fork-safe (a child never uses its
     parent's connections). ``close()`` closes the idle ones. ``spin_us``: how long a call
-    polls for its reply before it blocks (0: it blocks at once).
+    polls for its reply before it blocks (0: it blocks at once); a call whose reply is expected
+    to take longer than that blocks at once (``reply_wait.SpinPlan``).
     """
 
     def __init__(self, client: redis.Redis, spin_us: int = 0) -> None:
         if spin_us < 0:
             raise ValueError(f"spin_us must be 0 or more, got {spin_us!r}")
         self._client = client
-        self._spin_ns = int(spin_us) * 1000
+        self.spin_plan = SpinPlan(int(spin_us) * 1000)
         self._lean = _drivable(client.connection_pool)
         self._pid = os.getpid()
         self._idle: list[_LeanLink] = []
@@ -105,15 +110,20 @@ class OnceCaller:
         link = self._checkout()
         if link is None:
             return call_once(self._client, *args)
+        plan = self.spin_plan
+        size = len(packed)
         try:
             try:
+                sent_ns = time.perf_counter_ns()
                 link.send(packed)
             except (redis.ConnectionError, redis.TimeoutError):
                 # Not sent whole: the server cannot have run it. Once more on a fresh connection.
                 link.close()
                 link = _LeanLink(self._client.connection_pool)
+                sent_ns = time.perf_counter_ns()
                 link.send(packed)
-            reply = link.read(self._spin_ns)
+            reply = link.read(plan.spin_ns(size))
+            plan.observed(size, time.perf_counter_ns() - sent_ns)
         except BaseException:
             # the reply may still come: a connection in an unknown state goes
             link.close()

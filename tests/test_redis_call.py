@@ -123,6 +123,39 @@ def test_a_slow_reply_is_waited_for_blocked_once_the_polling_budget_is_spent() -
             pusher.close()
 
 
+# Keeps the server busy for about 15 ms, and returns the size of its argument (a large flush's
+# request is large and its script long).
+_BUSY_15MS = """
+local t = redis.call('TIME')
+local until_us = t[1] * 1000000 + t[2] + 15000
+repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= until_us
+return #ARGV[1]
+"""
+
+
+def test_a_reply_known_to_come_late_is_blocked_on_at_once_a_quick_one_is_polled_for() -> None:
+    with private_redis() as server:
+        client = redis.Redis.from_url(server.url())
+        caller = OnceCaller(client, spin_us=5000)
+        large = b"x" * 50_000
+        try:
+            assert caller.call("EVAL", _BUSY_15MS, 0, large) == len(large)  # polled, then learnt
+            cpu = time.process_time()
+            for _ in range(10):
+                assert caller.call("EVAL", _BUSY_15MS, 0, large) == len(large)
+            cpu = time.process_time() - cpu
+            # polling first would have spent each call's 5 ms budget: 50 ms of CPU in all
+            assert cpu < 0.015, cpu
+            assert caller.spin_plan.spin_ns(len(large)) == 0
+            for _ in range(5):
+                assert caller.call("SET", "k", "v") == b"OK"
+            assert caller.spin_plan.spin_ns(40) == 5_000_000  # a quick reply: polled for
+            assert caller.call("GET", "k") == b"v"  # in step
+        finally:
+            caller.close()
+            client.close()
+
+
 def test_a_negative_polling_budget_is_refused() -> None:
     with pytest.raises(ValueError, match="spin_us"):
         OnceCaller(redis.Redis(), spin_us=-1)
