@@ -138,9 +138,12 @@ class Rotation:
             # old (the coalescing window). When one is due, every held group with a batch goes
             # along in the same joint transaction: a transaction then carries what all the
             # groups gathered, as one group's would. With many groups the window grows (one
-            # more window per 8 groups waiting, at most the linger): each group's INSERT then
-            # carries several batches, not a statement per batch per group.
-            gather_ms = min(coalesce_ms * max(1, len(waiting) // 8), max(coalesce_ms, linger_ms))
+            # more window per 2 groups waiting, at most the linger): each group's INSERT then
+            # carries several batches, not a statement per batch per group, and a second
+            # process finding every group held by the first tries again once per window, not
+            # in a transaction of its own every few milliseconds (per 8 groups, at 16 groups
+            # there were two such empty transactions per COMMIT; bench/README.md).
+            gather_ms = min(coalesce_ms * max(1, len(waiting) // 2), max(coalesce_ms, linger_ms))
             due: list[tuple[int, str]] = []
             along: list[tuple[int, str]] = []  # held, not due yet: goes along with the due
             adopted: list[str] = []
