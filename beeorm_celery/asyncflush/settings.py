@@ -100,7 +100,7 @@ class AsyncFlushSettings:
         How long ``flush_async()`` polls for its script's reply (microseconds, default 200)
         before it blocks on the socket. Waking a sleeping CPU costs tens of microseconds, more
         in a virtual machine, so polling answers sooner; it spends up to this much CPU per
-        flush while the caller waits anyway. A flush whose reply is expected later than that
+        flush while the caller waits anyway. A flush whose reply is expected well after that
         (a large one: the engine learns how the wait grows with a flush's size) blocks at once,
         leaving the CPU to Redis. 0: block at once (a host whose cores are always busy gains
         nothing from polling).
