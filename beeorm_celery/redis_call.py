@@ -86,7 +86,7 @@ class OnceCaller:
     Thread-safe (a connection serves one call at a time) and fork-safe (a child never uses its
     parent's connections). ``close()`` closes the idle ones. ``spin_us``: how long a call
     polls for its reply before it blocks (0: it blocks at once); a call whose reply is expected
-    to take longer than that blocks at once (``reply_wait.SpinPlan``).
+    well after that blocks at once (``reply_wait.SpinPlan``).
     """
 
     def __init__(self, client: redis.Redis, spin_us: int = 0) -> None:

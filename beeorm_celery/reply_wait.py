@@ -3,10 +3,10 @@
 Polling for a reply (``redis_call``) answers sooner than sleeping on the socket, because waking
 a sleeping CPU costs tens of microseconds, but only while the reply comes within the budget.
 A reply that comes later costs the whole budget in CPU first, and on a small host that CPU is
-the one Redis needs to run the script: measured here, a 100-entity ``flush_async()`` (about
-45 KB, ~350 µs in Redis) took 9.6-10.5 µs per row of wall time and 7.8 µs of producer CPU
-polling 200 µs first, against 8.6-8.8 µs and 5.8 µs blocking at once; a 10-entity flush (~100 µs)
-was 180-190 µs polled against 220-240 µs blocked.
+the one Redis needs to run the script: measured here, a 100-entity ``flush_async()`` (a 17 KB
+request, ~350 µs in Redis) took 9.6-10.5 µs per row of wall time and 7.8 µs of producer CPU
+polling 200 µs first, against 8.6-8.8 µs and 5.8 µs blocking at once; a 10-entity flush (2.3 KB,
+~100 µs) took 180-190 µs polled against 220-240 µs blocked.
 
 So the caller learns, call by call, how the wait grows with the request's size (a flush's
 script time grows with its entities, and so does its request): a straight line fitted to recent

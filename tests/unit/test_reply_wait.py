@@ -5,7 +5,7 @@ from __future__ import annotations
 from beeorm_celery.reply_wait import SpinPlan
 
 _BUDGET_NS = 200_000
-_SMALL, _LARGE = 5_000, 45_000  # bytes: a 10-entity and a 100-entity flush, roughly
+_SMALL, _LARGE = 2_300, 17_000  # bytes: the requests of a 10- and a 100-entity flush
 
 
 def test_before_anything_is_observed_every_call_polls() -> None:
@@ -29,8 +29,8 @@ def test_mixed_sizes_poll_for_the_quick_replies_only() -> None:
     assert plan.spin_ns(_SMALL) == _BUDGET_NS
     assert plan.spin_ns(_LARGE) == 0
     # in between: what the line says (polling while the mean is within 1.5 budgets)
-    assert plan.spin_ns(25_000) == _BUDGET_NS
-    assert plan.spin_ns(40_000) == 0
+    assert plan.spin_ns(10_000) == _BUDGET_NS
+    assert plan.spin_ns(15_000) == 0
 
 
 def test_large_requests_only_then_a_quick_reply_brings_polling_back() -> None:
@@ -40,7 +40,7 @@ def test_large_requests_only_then_a_quick_reply_brings_polling_back() -> None:
     assert plan.spin_ns(_LARGE) == 0
     # one size seen: the wait taken as proportional to the size
     assert plan.spin_ns(_SMALL) == _BUDGET_NS
-    assert plan.spin_ns(40_000) == 0
+    assert plan.spin_ns(15_000) == 0
     for _ in range(10):
         plan.observed(_SMALL, 120_000)  # a little slower than proportional: still quick
     assert plan.spin_ns(_SMALL) == _BUDGET_NS
