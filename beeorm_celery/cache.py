@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from beeorm_celery.keys import COMPLETE_FIELD, STALE, STALE_TTL_S, Keys
-from beeorm_celery.operations import Operation, OpKind
+from beeorm_celery.operations import DELETE, INSERT, UPDATE, Operation
 
 if TYPE_CHECKING:
     from redis.client import Pipeline
@@ -58,11 +58,11 @@ def decode_row(schema: EntitySchema, raw: bytes | str) -> dict[str, Any]:
 def _index_values(op: Operation, columns: tuple[str, ...], after: bool) -> list[Any] | None:
     """The values of an index's columns before or after ``op``; None where there is no row."""
     if after:
-        if op.kind is OpKind.DELETE:
+        if op.kind is DELETE:
             return None
         source = op.full if op.full is not None else {**op.before, **op.values}
     else:
-        if op.kind is OpKind.INSERT:
+        if op.kind is INSERT:
             return None
         source = op.before
     values = [source.get(c) for c in columns]
@@ -91,21 +91,21 @@ class CacheWrites:
         """Record the list writes that make the cache show ``op``'s result."""
         schema = op.schema
         for column in schema.cached_references:
-            old_ref = _ref_id(op.before.get(column.name)) if op.kind is not OpKind.INSERT else None
-            if op.kind is OpKind.DELETE:
+            old_ref = _ref_id(op.before.get(column.name)) if op.kind is not INSERT else None
+            if op.kind is DELETE:
                 new_ref = None
             elif op.full is not None:
                 new_ref = _ref_id(op.full.get(column.name))
             else:
                 new_ref = _ref_id(op.values.get(column.name, op.before.get(column.name)))
-            if op.kind is OpKind.UPDATE and old_ref == new_ref:
+            if op.kind is UPDATE and old_ref == new_ref:
                 continue
             if old_ref is not None:
                 self._hset(keys.reference(schema, column.name, old_ref), op.id, "0")
             if new_ref is not None:
                 self._hset(keys.reference(schema, column.name, new_ref), op.id, "1")
-        if schema.options.cache_all and op.kind is not OpKind.UPDATE:
-            self._hset(keys.all_ids(schema), op.id, "0" if op.kind is OpKind.DELETE else "1")
+        if schema.options.cache_all and op.kind is not UPDATE:
+            self._hset(keys.all_ids(schema), op.id, "0" if op.kind is DELETE else "1")
 
     def emit(self, pipe: Pipeline) -> None:
         for key, fields in self.hashes.items():

@@ -12,7 +12,7 @@ from beeorm_celery.entity import Entity, Reference, field_values
 from beeorm_celery.errors import ValidationError
 from beeorm_celery.failures import reading
 from beeorm_celery.flush import flush_sync
-from beeorm_celery.operations import Operation, OpKind, keyed_columns
+from beeorm_celery.operations import DELETE, INSERT, UPDATE, Operation, OpKind, keyed_columns
 from beeorm_celery.reads import Reader
 
 if TYPE_CHECKING:
@@ -63,9 +63,7 @@ class Context:
             state["id"] = self.engine.ids.next_id(schema)
         state["_bo_editable"] = True
         state["_bo_unflushed"] = True  # until a flush stores it: no other context may use it
-        self._tracked[(schema.table, state["id"])] = _Tracked(
-            OpKind.INSERT, schema, entity, None, {}
-        )
+        self._tracked[(schema.table, state["id"])] = _Tracked(INSERT, schema, entity, None, {})
         return entity
 
     def edit(self, entity: E) -> E:
@@ -74,7 +72,7 @@ class Context:
         key = (schema.table, entity.id)
         tracked = self._tracked.get(key)
         if tracked is not None:
-            if tracked.kind is OpKind.DELETE:
+            if tracked.kind is DELETE:
                 raise ValidationError(
                     schema.name,
                     "id",
@@ -88,7 +86,7 @@ class Context:
         before = field_values(entity)
         copy.__dict__.update(before)
         copy.__dict__["_bo_editable"] = True
-        self._tracked[key] = _Tracked(OpKind.UPDATE, schema, copy, entity, before)
+        self._tracked[key] = _Tracked(UPDATE, schema, copy, entity, before)
         return copy
 
     def delete(self, entity: Entity) -> None:
@@ -96,7 +94,7 @@ class Context:
         schema = self.engine.schema(type(entity))
         key = (schema.table, entity.id)
         tracked = self._tracked.get(key)
-        if tracked is not None and tracked.kind is OpKind.INSERT:
+        if tracked is not None and tracked.kind is INSERT:
             del self._tracked[key]
             return
         if tracked is None:
@@ -106,7 +104,7 @@ class Context:
             before = tracked.before
         else:
             original, before = entity, field_values(entity)
-        self._tracked[key] = _Tracked(OpKind.DELETE, schema, original, original, before)
+        self._tracked[key] = _Tracked(DELETE, schema, original, original, before)
 
     def clear(self) -> None:
         """Forget everything tracked and not flushed."""
@@ -145,19 +143,17 @@ class Context:
         ops: list[Operation] = []
         for tracked in self._tracked.values():
             schema = tracked.schema
-            if tracked.kind is OpKind.DELETE:
+            if tracked.kind is DELETE:
                 before = {c: tracked.before.get(c) for c in keyed_columns(schema)}
-                ops.append(Operation(OpKind.DELETE, schema, tracked.entity.id, {}, before))
+                ops.append(Operation(DELETE, schema, tracked.entity.id, {}, before))
                 continue
             if schema.references:
                 self._check_references(schema, tracked.entity)
             # every data column's stored value and the row as the cache's JSON, or
             # ValidationError for the first bad value (compiled per schema: rowcodec.py)
             full, json_row = schema.row_codec.validate(tracked.entity)
-            if tracked.kind is OpKind.INSERT:
-                ops.append(
-                    Operation(OpKind.INSERT, schema, tracked.entity.id, full, {}, full, json_row)
-                )
+            if tracked.kind is INSERT:
+                ops.append(Operation(INSERT, schema, tracked.entity.id, full, {}, full, json_row))
                 continue
             changed = {
                 name: value
@@ -168,7 +164,7 @@ class Context:
                 continue
             before = {c: tracked.before.get(c) for c in keyed_columns(schema)}
             ops.append(
-                Operation(OpKind.UPDATE, schema, tracked.entity.id, changed, before, full, json_row)
+                Operation(UPDATE, schema, tracked.entity.id, changed, before, full, json_row)
             )
         return ops
 
@@ -184,7 +180,7 @@ class Context:
                 target_table = self.engine.schema(type(value)).table
                 target = self._tracked.get((target_table, value.id))
                 if value.__dict__.get("_bo_unflushed") and (
-                    target is None or target.kind is not OpKind.INSERT
+                    target is None or target.kind is not INSERT
                 ):
                     raise ValidationError(
                         schema.name,
@@ -198,7 +194,7 @@ class Context:
                 target = self._tracked.get((target_table, value.id))
             else:
                 continue
-            if target is not None and target.kind is OpKind.DELETE:
+            if target is not None and target.kind is DELETE:
                 raise ValidationError(
                     schema.name,
                     column.name,
@@ -211,7 +207,7 @@ class Context:
             state = tracked.entity.__dict__
             state.pop("_bo_editable", None)
             state.pop("_bo_unflushed", None)
-            if tracked.kind is OpKind.UPDATE and tracked.original is not None:
+            if tracked.kind is UPDATE and tracked.original is not None:
                 tracked.original.__dict__.update(field_values(tracked.entity))
         self._tracked.clear()
 

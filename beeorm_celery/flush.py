@@ -29,7 +29,7 @@ from beeorm_celery.cache_patch import (
 )
 from beeorm_celery.entity import Entity, field_values
 from beeorm_celery.errors import BeeormError, CacheUnavailableError, DuplicateKeyError, FlushError
-from beeorm_celery.operations import Operation, OpKind
+from beeorm_celery.operations import DELETE, INSERT, Operation
 from beeorm_celery.reads import make_entity
 from beeorm_celery.sql import statements
 from beeorm_celery.unique_claims import add_claims, reference_checks, run_checked
@@ -86,7 +86,7 @@ def claim_before(
         plan = plan_for(engine)
         for op in by_cache_pool.get(pool, []):
             add_claims(plan, op)
-            if op.kind is not OpKind.INSERT:
+            if op.kind is not INSERT:
                 plan.add_entity(op, 0)
         plan.add_reference_checks(reference_checks(engine.keys, ops, pool))
         if not plan:
@@ -133,7 +133,7 @@ def _run_transaction(
                     for statement, carried in statements(ops, limit):
                         matched = cursor.execute(statement)
                         first = carried[0]
-                        if first.kind is not OpKind.INSERT and matched == 0:
+                        if first.kind is not INSERT and matched == 0:
                             # The pool connects with CLIENT_FOUND_ROWS: 0 means no such row,
                             # not "nothing changed".
                             conn.rollback()
@@ -288,9 +288,9 @@ def update_local_caches(
             continue
         current = local.get(op.id)
         local.drop([op.id])  # a read of this process running now must not store its old copy
-        if op.kind is OpKind.DELETE:
+        if op.kind is DELETE:
             local.set(op.id, None)
-        elif op.kind is OpKind.INSERT:
+        elif op.kind is INSERT:
             assert op.full is not None
             local.set(op.id, make_entity(op.schema, op.id, dict(op.full)))
         elif op.schema.options.redis_cache is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from beeorm_celery.operations import Operation, OpKind
+from beeorm_celery.operations import INSERT, UPDATE, Operation
 
 if TYPE_CHECKING:
     from beeorm_celery.schema import Column, EntitySchema
@@ -65,9 +65,9 @@ def delete_sql(op: Operation) -> str:
 
 def operation_sql(op: Operation) -> str:
     """The single statement one operation runs (as shown in dead letters)."""
-    if op.kind is OpKind.INSERT:
+    if op.kind is INSERT:
         return insert_sql(op.schema, [op])
-    if op.kind is OpKind.UPDATE:
+    if op.kind is UPDATE:
         return update_sql(op)
     return delete_sql(op)
 
@@ -99,7 +99,7 @@ def statements(
             size = 0
 
     for op in ops:
-        if op.kind is OpKind.INSERT:
+        if op.kind is INSERT:
             if pending and pending[0].schema is not op.schema:
                 close_inserts()
             row = _row_literal(op.schema, op)
@@ -115,7 +115,7 @@ def statements(
             rows.append(row)
             continue
         close_inserts()
-        if op.kind is OpKind.UPDATE:
+        if op.kind is UPDATE:
             if op.values:
                 result.append((update_sql(op), [op]))
         else:

@@ -32,7 +32,7 @@ from beeorm_celery.columns import InvalidValue
 from beeorm_celery.entity import Reference
 from beeorm_celery.errors import DuplicateKeyError, ValidationError
 from beeorm_celery.keys import STALE, TOMBSTONE
-from beeorm_celery.operations import Operation, OpKind
+from beeorm_celery.operations import DELETE, Operation
 
 if TYPE_CHECKING:
     from beeorm_celery.cache_patch import CachePlan
@@ -74,7 +74,7 @@ def reference_checks(
     a tombstone there means the target is deleted, and the flush is refused."""
     found: list[tuple[str, EntitySchema, int]] = []
     for op in ops:
-        if op.kind is OpKind.DELETE or not op.schema.references:
+        if op.kind is DELETE or not op.schema.references:
             continue
         for column in op.schema.references:
             if column.name not in op.values:

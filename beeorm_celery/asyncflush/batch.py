@@ -28,7 +28,7 @@ from beeorm_celery.cache import encoded_row
 from beeorm_celery.columns import InvalidValue
 from beeorm_celery.entity import MISSING
 from beeorm_celery.errors import MalformedBatchError, SchemaLagError, SignatureError
-from beeorm_celery.operations import Operation, OpKind
+from beeorm_celery.operations import DELETE, INSERT, Operation, OpKind
 
 if TYPE_CHECKING:
     from beeorm_celery.rowcodec import RowDecoder
@@ -44,7 +44,6 @@ PAYLOAD_FIELD = b"d"
 SIGNATURE_FIELD = b"s"
 _KINDS = {k.value: k for k in OpKind}
 _KIND_CODES = {k: k.value for k in OpKind}  # an enum's .value is a property: slower
-_INSERT = OpKind.INSERT
 _dumps = orjson.dumps
 SCHEMA_AHEAD = "schema ahead: upgrade workers / run update_schema"
 _Fragment = orjson.Fragment  # already-encoded JSON, placed as is
@@ -84,8 +83,9 @@ class Batch:
             table = schema.table
             layouts[table] = schema.layout_hash
             codec = schema.row_codec
-            if op.kind is OpKind.INSERT and op.full is not None:
-                values: Any = _Fragment(encoded_row(op))
+            if op.kind is INSERT and op.full is not None:
+                # (op.json_row: made by validation; a call only where it was not)
+                values: Any = _Fragment(op.json_row or encoded_row(op))
                 row_tables[table] = schema
             else:
                 values = codec.json_values(op.values)
@@ -257,7 +257,7 @@ class _OpDecoder:
                     fast = None  # ``_op`` takes the full path, which names what is wrong
                 if fast is not None:
                     schema = self._schemas[table]
-                    return Operation(_INSERT, schema, entity_id, fast[0], {}, sql_row=fast[1])
+                    return Operation(INSERT, schema, entity_id, fast[0], {}, sql_row=fast[1])
         return self._op(n, raw)
 
     def _op(self, n: int, raw: Any) -> Operation:
@@ -279,15 +279,15 @@ class _OpDecoder:
         if not isinstance(before, dict):
             raise MalformedBatchError(f"{where}, operation {n}: 'before' is not an object")
         sql_row = None
-        if kind is OpKind.INSERT and isinstance(values, list):
+        if kind is INSERT and isinstance(values, list):
             decoded, sql_row = self._row(schema, table, entity_id, values, n)
         elif isinstance(values, dict):
             decoded = _decode_values(schema, values, where, n)
-            if kind is OpKind.INSERT and decoded.keys() != schema.data_column_names:
+            if kind is INSERT and decoded.keys() != schema.data_column_names:
                 _fill_defaults(schema, decoded, where, n)
         else:
             raise MalformedBatchError(f"{where}, operation {n}: values are not an object")
-        if kind is OpKind.DELETE and decoded:
+        if kind is DELETE and decoded:
             raise MalformedBatchError(f"{where}, operation {n}: DELETE with values")
         old = _decode_values(schema, before, where, n) if before else {}
         return Operation(kind, schema, entity_id, decoded, old, sql_row=sql_row)

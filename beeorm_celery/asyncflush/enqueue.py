@@ -45,9 +45,9 @@ _SLICE = 1000
 
 # KEYS: per group (log, epoch, trigger); then hash keys; then per replayed dead letter (dead
 #       hash, dead index).
-# ARGV: groups, trigger ttl ms ('0' = no waker: leave the flag alone), epoch token, 0, 0
-#       (unused), tombstone ttl s, #hashes, channel, message ('' = none), per-group max
-#       pending batches ('n1,n2,...', 0 = none; '' = no limits), #replayed;
+# ARGV: groups, trigger ttl ms ('0' = no waker: leave the flag alone), epoch token, #hashes,
+#       channel, message ('' = none), per-group max pending batches ('n1,n2,...', 0 = none;
+#       '' = no limits), #replayed;
 #       per group payload and signature ('' = unsigned); per hash its field
 #       count and field/value pairs; per replayed dead letter its batch id; last, the cache
 #       plan (flat, its length last: cache_patch.CachePlan.args; '0' = none).
@@ -59,11 +59,11 @@ _SCRIPT = LuaScript(
 local groups = tonumber(ARGV[1])
 local wake = ARGV[2] ~= '0'
 local result = {}
-local a = 12
+local a = 9
 -- [backlog] refused before anything is written when a group holds its max_pending_batches
-if ARGV[10] ~= '' then
+if ARGV[7] ~= '' then
   local g = 0
-  for limit in string.gmatch(ARGV[10], '[^,]+') do
+  for limit in string.gmatch(ARGV[7], '[^,]+') do
     local n = tonumber(limit)
     if n > 0 then
       local pending = redis.call('XLEN', KEYS[g * 3 + 1])
@@ -102,7 +102,7 @@ if cache_plan then
   bo_write(cache_plan, cache_ov, batch_ids, result)
 end
 local key = groups * 3 + 1
-for h = 1, tonumber(ARGV[7]) do
+for h = 1, tonumber(ARGV[4]) do
   local fields = tonumber(ARGV[a]) * 2
   a = a + 1
   local sent = 0
@@ -116,13 +116,13 @@ for h = 1, tonumber(ARGV[7]) do
   a = a + fields
   key = key + 1
 end
-for r = 1, tonumber(ARGV[11]) do
+for r = 1, tonumber(ARGV[8]) do
   redis.call('HDEL', KEYS[key], ARGV[a])
   redis.call('ZREM', KEYS[key + 1], ARGV[a])
   key = key + 2
   a = a + 1
 end
-if ARGV[9] ~= '' then redis.call('PUBLISH', ARGV[8], ARGV[9]) end
+if ARGV[6] ~= '' then redis.call('PUBLISH', ARGV[5], ARGV[6]) end
 return result
 """.replace("SLICE", str(_SLICE))
 )
@@ -161,9 +161,6 @@ def enqueue_and_wake(
         len(batches),
         int(settings.trigger_ttl_s * 1000) if waker is not None else 0,
         epoch_token,
-        0,  # (unused: rows and unique keys travel in the cache plan)
-        0,
-        parts.caches.tombstone_ttl_s,
         len(cache_writes.hashes) if cache_writes is not None else 0,
         keys.invalidation_channel,
         message if message is not None else b"",

@@ -32,7 +32,11 @@ if TYPE_CHECKING:
 def batches_of(ops: Sequence[Operation], created_at_ms: int) -> list[Batch]:
     by_group: dict[str, list[Operation]] = {}
     for op in ops:
-        by_group.setdefault(op.schema.options.async_group, []).append(op)
+        group_ops = by_group.get(op.schema.options.async_group)
+        if group_ops is None:
+            by_group[op.schema.options.async_group] = [op]
+        else:
+            group_ops.append(op)
     return [Batch(group, group_ops, created_at_ms) for group, group_ops in by_group.items()]
 
 

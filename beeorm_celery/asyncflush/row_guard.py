@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import pymysql
 
-from beeorm_celery.operations import Operation, OpKind
+from beeorm_celery.operations import INSERT, Operation
 
 # MySQL's ER_KEY_NOT_FOUND ("Can't find record in ..."): permanent, in mysql_errors.
 ROW_GONE_CODE = 1032
@@ -26,5 +26,5 @@ class RowGoneError(pymysql.err.IntegrityError):
 def check_matched(carried: Sequence[Operation], matched: int) -> None:
     """Raise ``RowGoneError`` when a single-row UPDATE / DELETE statement matched nothing."""
     op = carried[0]
-    if op.kind is not OpKind.INSERT and matched == 0:
+    if op.kind is not INSERT and matched == 0:
         raise RowGoneError(ROW_GONE_CODE, f"row {op.id} of {op.table} no longer exists")
