@@ -110,6 +110,13 @@ class ColumnType:
         ``fast_check_source`` is None; None: every value goes through ``validate``."""
         return None
 
+    def fast_json_check_source(self, v: str, t: str, j: str) -> str | None:
+        """Like ``fast_check_source``, for a type whose check is best made on the value's JSON
+        text: true only for a value ``validate`` returns unchanged, binding ``j`` to its
+        ``json_dump_source`` on the way (the row's JSON then reuses it). Tried before
+        ``fast_value_source``; None: there is no such check."""
+        return None
+
     def json_dump_source(self, v: str, t: str) -> str:
         """``json_source`` where the value goes into the one ``orjson.dumps`` of a whole row:
         a type orjson writes exactly as ``to_json`` would may go in as it is."""
@@ -295,6 +302,16 @@ class DecimalType(ColumnType):
 
     def json_literal_source(self, j: str, x: str, t: str) -> str:
         return j  # the canonical text is what format(value, 'f') writes
+
+    def fast_json_check_source(self, v: str, t: str, j: str) -> str | None:
+        # The usual value is stored already: its text has exactly `scale` places, is short
+        # enough and is no negative zero, which the pattern says at once (a NaN, an infinity
+        # or str()'s exponent form never matches, so a match is format(value, 'f') too). Half
+        # the cost of a quantize and a format, and the text is the row's JSON value.
+        # Not at scale 0: Decimal('1E+1') writes '10' but is stored as Decimal('10').
+        if not self.scale:
+            return None
+        return f"type({v}) is _Decimal and {t}._canonical({j} := str({v})) is not None"
 
     def fast_value_source(self, v: str, t: str) -> tuple[str, str]:
         # validate's common case, inline: one quantize, exact and short enough (a zero takes

@@ -103,37 +103,58 @@ def _nullable_json(column: Column) -> str:
 
 def _validator_source(schema: EntitySchema) -> str:
     lines = ["def validate(entity):", "    get = entity.__dict__.get"]
+    row: list[str] = []  # each column's JSON expression, in the row's one orjson.dumps
     for i, column in enumerate(schema.data_columns):
-        v, t = f"v{i}", f"t{i}"
+        v = f"v{i}"
         lines.append(f"    {v} = get({column.name!r})")
-        check = column.type.fast_check_source(v, t)
-        if check is None:
-            fast = column.type.fast_value_source(v, t)
-            if fast is not None:
-                # the normalised value is the stored form: written back, as the full path does
-                value_check, expr = fast
-                if column.required:
-                    value_check = f"{value_check} and {v} not in _EMPTY"
-                if column.nullable:
-                    lines.append(f"    if {v} is None: pass")
-                    lines.append(f"    elif {value_check}:")
-                else:
-                    lines.append(f"    if {value_check}:")
-                lines.append(f"        {v} = entity.__dict__[{column.name!r}] = {expr}")
-                lines.append(f"    else: {v} = slow{i}(entity, {v})")
-                continue
-            guard = f"{v} is not None" if column.nullable else "True"
-            lines.append(f"    if {guard}: {v} = slow{i}(entity, {v})")
-            continue
-        if column.required:
-            check = f"{check} and {v} not in _EMPTY"
+        lines += _column_checks(column, i)
+        row.append(f"j{i}" if _checked_on_json(column, i) else _json_expr(column, v, f"t{i}"))
+    full = ", ".join(f"{c.name!r}: v{i}" for i, c in enumerate(schema.data_columns))
+    lines.append(f"    return {{{full}}}, _dumps([{', '.join(row)}])")
+    return "\n".join(lines) + "\n"
+
+
+def _checked_on_json(column: Column, i: int) -> str | None:
+    return column.type.fast_json_check_source(f"v{i}", f"t{i}", f"j{i}")
+
+
+def _column_checks(column: Column, i: int) -> list[str]:
+    """The validator's lines for column ``i``: its value ``v<i>`` is the stored form after
+    them (or ``ValidationError`` was raised), and ``j<i>`` its JSON where the column's check is
+    made on it (``fast_json_check_source``)."""
+    v, t, j = f"v{i}", f"t{i}", f"j{i}"
+    required = f" and {v} not in _EMPTY" if column.required else ""
+    check = column.type.fast_check_source(v, t)
+    if check is not None:
+        check += required
         if column.nullable:
             check = f"{v} is None or ({check})"
-        lines.append(f"    if not ({check}): {v} = slow{i}(entity, {v})")
-    full = ", ".join(f"{c.name!r}: v{i}" for i, c in enumerate(schema.data_columns))
-    row = ", ".join(_json_expr(c, f"v{i}", f"t{i}") for i, c in enumerate(schema.data_columns))
-    lines.append(f"    return {{{full}}}, _dumps([{row}])")
-    return "\n".join(lines) + "\n"
+        return [f"    if not ({check}): {v} = slow{i}(entity, {v})"]
+    json_check = _checked_on_json(column, i)
+    fast = column.type.fast_value_source(v, t)
+    # if / elif chain: NULL, then the checks from the cheapest, then the full path
+    branches: list[tuple[str, str]] = []
+    if column.nullable:
+        branches.append((f"{v} is None", f"{j} = None" if json_check else "pass"))
+    if json_check is not None:
+        branches.append((json_check + required, "pass"))
+    if fast is not None:
+        # the normalised value is the stored form: written back, as the full path does
+        value_check, expr = fast
+        written = f"{v} = entity.__dict__[{column.name!r}] = {expr}"
+        if json_check is not None:
+            written += f"; {j} = {column.type.json_dump_source(v, t)}"
+        branches.append((value_check + required, written))
+    slow = f"{v} = slow{i}(entity, {v})"
+    if json_check is not None:
+        slow += f"; {j} = {_json_expr(column, v, t)}"
+    if not branches:
+        guard = f"{v} is not None" if column.nullable else "True"
+        return [f"    if {guard}: {slow}"]
+    lines = [
+        f"    {'if' if n == 0 else 'elif'} {c}: {body}" for n, (c, body) in enumerate(branches)
+    ]
+    return [*lines, f"    else: {slow}"]
 
 
 def _encoder_source(schema: EntitySchema) -> str:

@@ -48,6 +48,10 @@ class Wide(Entity, table="codec_wide"):
     color: Color = Color.RED
     owner: Reference[Target] | None = None
     code: bytes = Field(max_length=3, required=True)
+    # a DECIMAL checked on its text, nullable; and one of scale 0, whose text is no proof
+    # (Decimal('1E+1') writes '10' and is stored as Decimal('10'))
+    rate: Decimal | None = Field(precision=5, scale=3, default=None)
+    whole: Decimal = Field(precision=4, scale=0, default=Decimal(0))
 
 
 SCHEMA = build_schema(Wide, {"Target": Target, "Color": Color})
@@ -69,6 +73,11 @@ ANY_VALUE = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.decimals(allow_nan=True, allow_infinity=True, places=None),
     st.decimals(min_value=-10_000, max_value=10_000, places=3),
+    st.decimals(min_value=-10_000, max_value=10_000, places=2),
+    st.sampled_from([Decimal("1E+1"), Decimal("-0.00"), Decimal("0.000"), Decimal("-0")]),
+    st.sampled_from([Decimal("12.30"), Decimal("1.230"), Decimal("99.999"), Decimal("9999")]),
+    # exponent forms: str() writes the first plainly, the others with an exponent
+    st.sampled_from([Decimal("1.0E-2"), Decimal("0E-3"), Decimal("-0E-2"), Decimal("1E-7")]),
     st.text(max_size=8),
     st.text(alphabet=st.characters(codec="ascii"), max_size=8),
     st.sampled_from(["", "abc", "héllo", "\ud800", "x" * 70_000]),
