@@ -190,6 +190,29 @@ def test_reads_served_from_redis_issue_no_select(
     assert selects_run(other) == before
 
 
+def test_rows_inserted_by_flush_async_are_cached_whole_whatever_their_text(
+    make_engine: Callable[..., Engine], engine: Engine
+) -> None:
+    # The rows of a flush's inserts are written to Redis by the flush's script, as the JSON
+    # orjson made: text with newlines, commas, quotes and other control characters comes back
+    # exactly, for every row of the flush, from the cache alone.
+    names = ["a\nb", "line\r\n,next", 'comma, "quoted"\n', "\x00\x01\t\u2028é", "plain", ""]
+    ctx = engine.new_context()
+    made = [ctx.new_entity(Maker, name=name) for name in names]
+    made += [
+        ctx.new_entity(Product, name=name or "-", code=f"n{n}") for n, name in enumerate(names)
+    ]
+    ctx.flush_async()
+    reader = fresh_engine(make_engine)
+    before = selects_run(reader)
+    read = reader.new_context()
+    assert [read.get_by_id(Maker, m.id).name for m in made[: len(names)]] == names  # type: ignore[union-attr]
+    assert [read.get_by_id(Product, p.id).name for p in made[len(names) :]] == [  # type: ignore[union-attr]
+        name or "-" for name in names
+    ]
+    assert selects_run(reader) == before  # all of them from Redis: MySQL may not have them yet
+
+
 def test_an_entity_without_cache_reads_mysql_every_time(
     make_engine: Callable[..., Engine], catalog: dict[str, Any]
 ) -> None:
