@@ -14,7 +14,12 @@ of the batch that last touched it; the worker drops the marker once that batch (
 is applied. A
 reader may fill a row from MySQL only while no marker exists (``FILL_SCRIPT``), because MySQL
 lags the cache until then. A row whose cache entry was evicted or cleared while a batch waits
-is therefore read from MySQL but never cached in that old state.
+is therefore read from MySQL but never cached in that old state. Each marker hash also holds
+one field that is no row id (``PENDING_TABLE_FIELD``), with a value longer than Redis's
+``hash-max-listpack-value``: Redis keeps a small hash as a list it searches field by field, so
+with the markers of a few hundred rows or fewer (many groups, a worker keeping up) setting,
+reading and dropping a marker cost 0.8, 0.7 and 0.2 us against 0.14, 0.09 and 0.12 in a hash
+table. The field makes the hash a hash table from its first write, and keeps it one.
 
 Unique values (law 11) are claimed in the same scripts: see ``unique_claims``.
 """
@@ -33,6 +38,13 @@ from beeorm_celery.keys import STALE, STALE_TTL_S
 from beeorm_celery.lua_script import LuaScript
 from beeorm_celery.operations import DELETE, INSERT, UPDATE, Operation
 
+# The marker hash's field that makes it a hash table (see the module's docstring): no row id,
+# and a value over the 64 bytes of hash-max-listpack-value (Redis's default).
+PENDING_TABLE_FIELD = "~"
+_PENDING_TABLE_VALUE = (
+    "not a row: a value this long keeps the marker hash a hash table (cache_patch)"
+)
+
 if TYPE_CHECKING:
     from beeorm_celery.engine import Engine
     from beeorm_celery.keys import Keys
@@ -45,7 +57,8 @@ logger = logging.getLogger(__name__)
 # ``bo_split_any`` walks every delimiter; ``bo_split`` first tries one pattern match per item,
 # which holds for the rows orjson makes (no backslash, no nested array or object) and costs
 # about a third; on anything else it hands the row to ``bo_split_any``, so both give the same.
-LUA_HELPERS = """
+LUA_HELPERS = (
+    """
 local function bo_split_any(s)
   local items = {}
   if string.byte(s, 2) == 93 then return items end
@@ -350,7 +363,9 @@ local function bo_write(plan, ov, ids, out)
   end
   for pkey, fields in pairs(markers) do
     for i = 1, #fields, 1000 do
-      redis.call('HSET', pkey, unpack(fields, i, math.min(#fields, i + 999)))
+      -- the field that makes the hash a hash table first (see the module's docstring)
+      redis.call('HSET', pkey, 'TABLE_FIELD', 'TABLE_VALUE',
+        unpack(fields, i, math.min(#fields, i + 999)))
     end
     redis.call('EXPIRE', pkey, plan.p)
   end
@@ -360,6 +375,9 @@ local function bo_write(plan, ov, ids, out)
   bo_fill_hints(plan, ov)
 end
 """.replace("STALE_TTL", str(STALE_TTL_S))
+    .replace("TABLE_FIELD", PENDING_TABLE_FIELD)
+    .replace("TABLE_VALUE", _PENDING_TABLE_VALUE)
+)
 
 # Checks and writes of one plan without a log: flush() before MySQL (claims only, ARGV[2] = 0)
 # and after the COMMIT (force), async flushes for caches outside the log's pool.

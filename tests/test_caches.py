@@ -20,7 +20,9 @@ from beeorm_celery import (
     Pager,
     Reference,
     Where,
+    consume_async_flush_events,
 )
+from beeorm_celery.cache_patch import PENDING_TABLE_FIELD
 from beeorm_celery.errors import QueryError
 from beeorm_celery.keys import COMPLETE_FIELD, TOMBSTONE
 from tests.support import services
@@ -211,6 +213,27 @@ def test_rows_inserted_by_flush_async_are_cached_whole_whatever_their_text(
         name or "-" for name in names
     ]
     assert selects_run(reader) == before  # all of them from Redis: MySQL may not have them yet
+
+
+def test_pending_markers_live_in_a_hash_table_and_go_once_applied(engine: Engine) -> None:
+    # Redis keeps a small hash as a list searched field by field; the marker hash carries one
+    # field that makes it a hash table from its first write (cache_patch), and keeps it one.
+    client = engine.redis("default")
+    pending = engine.keys.pending(engine.schema(Maker))
+    ctx = engine.new_context()
+    makers = [ctx.new_entity(Maker, name=f"m{n}") for n in range(3)]
+    ctx.flush_async()
+    assert client.object("encoding", pending) == b"hashtable"
+    ids = [str(m.id) for m in makers]
+    assert all(mark is not None for mark in client.hmget(pending, ids))
+    consume_async_flush_events(engine)
+    assert client.hkeys(pending) == [PENDING_TABLE_FIELD.encode()]  # every marker released
+    assert client.object("encoding", pending) == b"hashtable"
+    # with no marker left, a read fills the evicted row from MySQL again
+    entity_key = engine.keys.entity(engine.schema(Maker), makers[0].id)
+    client.delete(entity_key)
+    assert engine.new_context().get_by_id(Maker, makers[0].id).name == "m0"  # type: ignore[union-attr]
+    assert client.exists(entity_key)
 
 
 def test_an_entity_without_cache_reads_mysql_every_time(
