@@ -39,12 +39,7 @@ def _run_flushes(size: int, flushes: int) -> None:
         # Block for the reply: polling would add instructions that depend on how fast Redis
         # answers under valgrind's slowed producer, not on the producer's code.
         engine.async_parts.log_caller().spin_plan.budget_ns = 0
-        contexts = []
-        for n in range(_WARMUP + flushes):
-            ctx = engine.new_context()
-            for i in range(size):
-                ctx.new_entity(models.LatencyRow, **models.row_values(n * size + i))
-            contexts.append(ctx)
+        contexts = harness.new_contexts((models.LatencyRow,), (_WARMUP + flushes) * size, size)
         for ctx in contexts[:_WARMUP]:
             ctx.flush_async()
         # counted: everything under this reduce (callgrind --toggle-collect=functools_reduce)
