@@ -25,9 +25,20 @@ if TYPE_CHECKING:
 def ops_by_cache_pool(ops: Sequence[Operation]) -> dict[str, list[Operation]]:
     """The operations of entities with a Redis cache, by the cache's pool."""
     by_pool: dict[str, list[Operation]] = {}
+    # looked up once per run of one entity type, as a flush's operations come
+    schema = None
+    pool_ops: list[Operation] | None = None
     for op in ops:
-        if op.schema.options.redis_cache is not None:
-            by_pool.setdefault(op.schema.options.redis_cache, []).append(op)
+        if op.schema is not schema:
+            schema = op.schema
+            pool = schema.options.redis_cache
+            if pool is None:
+                pool_ops = None
+            else:
+                found = by_pool.get(pool)
+                pool_ops = by_pool[pool] = [] if found is None else found
+        if pool_ops is not None:
+            pool_ops.append(op)
     return by_pool
 
 

@@ -512,6 +512,9 @@ class CachePlan:
         # inserts by (entity-key prefix, pending hash, group number): their ids and rows
         self.inserts: dict[tuple[str, str, int], tuple[list[str], list[bytes]]] = {}
         self._table_keys: dict[str, tuple[str, str]] = {}
+        self._run: tuple[list[str], list[bytes]] = ([], [])  # the last insert's run
+        self._run_schema: EntitySchema | None = None
+        self._run_group = -1
         self.claims: list[list[str]] = []
         self.hints: dict[str, str] = {}
         self.steal: dict[str, str] = {}  # unique key -> id found not to hold it any more
@@ -534,19 +537,19 @@ class CachePlan:
     def add_entity(self, op: Operation, group_no: int) -> None:
         """The row's own key: insert, patch or tombstone; ``group_no`` > 0 sets its marker."""
         schema = op.schema
-        table_keys = self._table_keys.get(schema.table)
-        if table_keys is None:
-            prefix = self.keys.entity_prefix(schema)
-            table_keys = self._table_keys[schema.table] = (prefix, self.keys.pending(schema))
-        prefix, pending = table_keys
         if op.kind is INSERT:
-            run = self.inserts.get((prefix, pending, group_no))
-            if run is None:  # (not setdefault: its default would be built for every row)
-                run = self.inserts[(prefix, pending, group_no)] = ([], [])
-            ids, rows = run
+            # the run of the previous insert, when this one is of its table and group (usual)
+            if schema is not self._run_schema or group_no != self._run_group:
+                prefix, pending = self._keys_of(schema)
+                run = self.inserts.get((prefix, pending, group_no))
+                if run is None:
+                    run = self.inserts[(prefix, pending, group_no)] = ([], [])
+                self._run, self._run_schema, self._run_group = run, schema, group_no
+            ids, rows = self._run
             ids.append(str(op.id))
             rows.append(op.json_row or encoded_row(op))  # (made by validation, usually)
             return
+        prefix, pending = self._keys_of(schema)
         key = prefix + str(op.id)
         entity_id = str(op.id)
         self.entity_labels[key] = (schema, op.id)
@@ -571,6 +574,14 @@ class CachePlan:
                     entity_id,
                 ]
             )
+
+    def _keys_of(self, schema: EntitySchema) -> tuple[str, str]:
+        """The table's entity-key prefix and pending hash."""
+        table_keys = self._table_keys.get(schema.table)
+        if table_keys is None:
+            prefix = self.keys.entity_prefix(schema)
+            table_keys = self._table_keys[schema.table] = (prefix, self.keys.pending(schema))
+        return table_keys
 
     def add_reference_checks(self, keys: Sequence[tuple[str, EntitySchema, int]]) -> None:
         for key, schema, entity_id in keys:

@@ -309,9 +309,17 @@ class DecimalType(ColumnType):
         # or str()'s exponent form never matches, so a match is format(value, 'f') too). Half
         # the cost of a quantize and a format, and the text is the row's JSON value.
         # Not at scale 0: Decimal('1E+1') writes '10' but is stored as Decimal('10').
+        # The pattern is asked only when plain string tests do not settle it: a text with no
+        # exponent, its point `scale` places from the end, no sign and short enough is a
+        # stored positive value's (a third of the pattern's cost; a negative takes the pattern).
         if not self.scale:
             return None
-        return f"type({v}) is _Decimal and {t}._canonical({j} := str({v})) is not None"
+        s, p = self.scale, self.precision
+        return (
+            f"type({v}) is _Decimal and (({j} := str({v}))[-{s + 1}:-{s}] == '.'"
+            f" and len({j}) <= {p + 1} and {j}[0] != '-' and 'E' not in {j}"
+            f" or {t}._canonical({j}) is not None)"
+        )
 
     def fast_value_source(self, v: str, t: str) -> tuple[str, str]:
         # validate's common case, inline: one quantize, exact and short enough (a zero takes

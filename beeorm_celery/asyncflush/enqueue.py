@@ -191,7 +191,8 @@ def enqueue_and_wake(
                 cache_plan,
                 lambda plan_args: _run(caller, client, script_keys, [*script_args, *plan_args]),
             )
-            cache_plan.patched.update(patched_rows(results[2 * len(batches) :]))
+            if len(results) > 2 * len(batches):  # rows patched for local caches
+                cache_plan.patched.update(patched_rows(results[2 * len(batches) :]))
     except redis.RedisError as e:
         raise backlog.full_error(e, settings, batches) or failure.log_write_failed(
             e, [b.group for b in batches]

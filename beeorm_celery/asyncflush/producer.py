@@ -31,12 +31,16 @@ if TYPE_CHECKING:
 
 def batches_of(ops: Sequence[Operation], created_at_ms: int) -> list[Batch]:
     by_group: dict[str, list[Operation]] = {}
+    # A flush's operations come in runs of one entity type: its group is looked up once a run.
+    schema = None
+    group_ops: list[Operation] = []
     for op in ops:
-        group_ops = by_group.get(op.schema.options.async_group)
-        if group_ops is None:
-            by_group[op.schema.options.async_group] = [op]
-        else:
-            group_ops.append(op)
+        if op.schema is not schema:
+            schema = op.schema
+            group = schema.options.async_group
+            found = by_group.get(group)
+            group_ops = by_group[group] = [] if found is None else found
+        group_ops.append(op)
     return [Batch(group, group_ops, created_at_ms) for group, group_ops in by_group.items()]
 
 
@@ -56,12 +60,18 @@ def flush_async(parts: AsyncParts, ops: Sequence[Operation]) -> list[Batch]:
     other_pools = ops_by_cache_pool(ops)
     plan = CachePlan(parts.keys, caches.tombstone_ttl_s, caches.missing_ttl_s)
     log_writes = CacheWrites()
-    for op in other_pools.pop(log_pool, []):
-        schema = op.schema
-        plan.add_entity(op, group_no[schema.options.async_group])
-        if schema.unique_indexes:
+    schema = None
+    number, claims, lists = 0, False, False
+    for op in other_pools.pop(log_pool, ()):
+        if op.schema is not schema:  # once per run of one entity type
+            schema = op.schema
+            number = group_no[schema.options.async_group]
+            claims = bool(schema.unique_indexes)
+            lists = bool(schema.cached_references or schema.options.cache_all)
+        plan.add_entity(op, number)
+        if claims:
             add_claims(plan, op)
-        if schema.cached_references or schema.options.cache_all:
+        if lists:
             log_writes.add(parts.keys, op)
     plan.add_reference_checks(reference_checks(parts.keys, ops, log_pool))
     message = caches.invalidation_message(ops)
@@ -76,12 +86,13 @@ def flush_async(parts: AsyncParts, ops: Sequence[Operation]) -> list[Batch]:
         # The log is written: from here on the SQL will land. Other pools' caches follow.
         nonlocal written
         written = True
-        try:
-            plan.patched.update(
-                caches.write_other_pools(other_pools, None if in_script else message, batch_ids)
-            )
-        except redis.RedisError as e:
-            raise failure.cache_write_failed(e, list(other_pools)) from e
+        if other_pools or (message is not None and not in_script):
+            try:
+                plan.patched.update(
+                    caches.write_other_pools(other_pools, None if in_script else message, batch_ids)
+                )
+            except redis.RedisError as e:
+                raise failure.cache_write_failed(e, list(other_pools)) from e
         caches.update_local(ops, plan.patched)
 
     try:

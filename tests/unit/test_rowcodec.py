@@ -76,6 +76,8 @@ ANY_VALUE = st.one_of(
     st.decimals(min_value=-10_000, max_value=10_000, places=2),
     st.sampled_from([Decimal("1E+1"), Decimal("-0.00"), Decimal("0.000"), Decimal("-0")]),
     st.sampled_from([Decimal("12.30"), Decimal("1.230"), Decimal("99.999"), Decimal("9999")]),
+    # stored form, one integer digit too many for price (6, 2) and rate (5, 3), and the largest
+    st.sampled_from([Decimal("10000.00"), Decimal("100.000"), Decimal("9999.99")]),
     # exponent forms: str() writes the first plainly, the others with an exponent
     st.sampled_from([Decimal("1.0E-2"), Decimal("0E-3"), Decimal("-0E-2"), Decimal("1E-7")]),
     st.text(max_size=8),
@@ -171,6 +173,30 @@ def test_fast_path_keeps_the_stored_form() -> None:
     assert full["owner"] == Reference(Target, 3) and entity.owner == Reference(Target, 3)
     assert type(full["count"]) is int
     assert orjson.loads(row)[6] == "1.50"
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("price", Decimal("9999.99")),  # DECIMAL(6, 2): the largest stored value
+        ("price", Decimal("10000.00")),  # one integer digit too many, in the stored form
+        ("price", Decimal("-9999.99")),
+        ("price", Decimal("-10000.00")),
+        ("price", Decimal("0.00")),
+        ("price", Decimal("-0.00")),
+        ("rate", Decimal("99.999")),  # DECIMAL(5, 3)
+        ("rate", Decimal("100.000")),
+        ("rate", Decimal("1E-7")),
+    ],
+)
+def test_a_decimal_at_its_bounds_is_taken_or_refused_as_the_column_type_does(
+    column: str, value: Decimal
+) -> None:
+    # the codec's text check settles most values without the pattern: the bounds of its
+    # length and sign tests must be the column's
+    got = _outcome(SCHEMA.row_codec.validate, _entity({column: value}))
+    want = _outcome(lambda e: _oracle(SCHEMA, e), _entity({column: value}))
+    assert got == want
 
 
 def test_json_values_of_some_columns() -> None:
