@@ -60,8 +60,9 @@ class SchemaLookup(Protocol):
 
 
 # Not frozen: a frozen dataclass sets each field through object.__setattr__, and two batches
-# are built per flush_async (a fifth of a one-entity flush's object setup). Treated as
-# immutable all the same: a queued batch is a new Batch with its id (``enqueue.py``).
+# are built per flush_async (frozen, they cost 8% of a one-entity flush's producer
+# instructions: bench/README.md). Treated as immutable all the same: a queued batch is a new
+# Batch with its id (``enqueue.py``).
 @dataclass(slots=True)
 class Batch:
     group: str
