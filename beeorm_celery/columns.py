@@ -311,7 +311,7 @@ class DecimalType(ColumnType):
         # Not at scale 0: Decimal('1E+1') writes '10' but is stored as Decimal('10').
         # The pattern is asked only when plain string tests do not settle it: a text with no
         # exponent, its point `scale` places from the end, no sign and short enough is a
-        # stored positive value's (a third of the pattern's cost; a negative takes the pattern).
+        # stored positive value's (about half the pattern's cost; a negative takes the pattern).
         if not self.scale:
             return None
         s, p = self.scale, self.precision
