@@ -143,6 +143,8 @@ class Run:
         for size, suffix in (("100", ""), ("10", "_10")):
             runs = found[size]
             self.results[f"peer_ours{suffix}_rows_per_s"] = runs["ours_rows_per_s"]
+            for key in ("flush_async_p50_us", "flush_async_p99_us"):
+                self.results[f"peer_ours{suffix}_{key}"] = runs[f"ours_{key}"]
             self.results[f"peer{suffix}_rows_per_s"] = runs["peer_rows_per_s"]
             for key in ("apply_async_p50_us", "apply_async_p99_us", "worker_cpu_us_per_row"):
                 self.results[f"peer{suffix}_{key}"] = runs[f"peer_{key}"]

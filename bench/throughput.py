@@ -7,6 +7,8 @@ the same transaction as the rows, reached the total; a COUNT(*) afterwards check
 
 Beside the rate, the CPU time the producer (this process) and the worker processes used per
 row: on a machine shared with other work the rate moves with the load, the CPU cost much less.
+Each ``flush_async()`` of the loop is timed too: the producer latency of flushes back to back,
+which the peer comparison (``peer.py``) sets beside the peer's ``apply_async``, timed alike.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from bench import models
 from bench.harness import BenchError, Harness, frozen_heap, stopped_after, wait_until
 from bench.quiet import wait_for_quiet_mysql
-from bench.stats import per_s
+from bench.stats import per_s, percentile
 
 _POLL_S = 0.01
 _MIN_RATE_ROWS_PER_S = 500  # slower than this is a failure, not a measurement
@@ -37,6 +39,9 @@ class Throughput:
     producer_cpu_us_per_row: float
     worker_cpu_us_per_row: float
     tasks_published: int  # apply tasks the flushes published (a group found no task waiting)
+    # per flush, in the timed loop: the producer latency, measured as the peer's apply_async is
+    flush_async_p50_us: float
+    flush_async_p99_us: float
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,9 +64,12 @@ def measure(
             published = harness.publisher.count
             worker_cpu = worker.cpu_seconds()
             producer_cpu = time.process_time()
+            latencies: list[float] = []
             start = time.perf_counter()
             for ctx in contexts:
+                began = time.perf_counter_ns()
                 ctx.flush_async()
+                latencies.append((time.perf_counter_ns() - began) / 1000)
             produced_at = time.perf_counter()
             producer_cpu = time.process_time() - producer_cpu
             published = harness.publisher.count - published
@@ -89,6 +97,8 @@ def measure(
         producer_cpu_us_per_row=producer_cpu * 1e6 / rows,
         worker_cpu_us_per_row=worker_cpu * 1e6 / rows,
         tasks_published=published,
+        flush_async_p50_us=percentile(latencies, 50),
+        flush_async_p99_us=percentile(latencies, 99),
     )
 
 
