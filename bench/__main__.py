@@ -51,6 +51,7 @@ PHASES = (
     "peer",
     "freshness",
     "scaling",
+    "sustained",
     "memory",
     "edits",
     "dramatiq",  # last: Celery's drain of the same backlog (memory) is shown next to it
@@ -117,12 +118,14 @@ class Run:
         self.results["raw_client_cpu_us_per_row"] = found["client_cpu_us_per_row"]
 
     def run_applied(self) -> None:
-        found = self._throughput(self.sizes.workers, self.sizes.groups)
+        found = self._throughput(self.sizes.workers, self.sizes.groups, self.sizes.applied_rows)
         self.details["applied"] = found
         self.results["applied_rows_per_s"] = found["rows_per_s"]
         self.results["applied_producer_rows_per_s"] = found["producer_rows_per_s"]
         self.results["applied_producer_cpu_us_per_row"] = found["producer_cpu_us_per_row"]
         self.results["applied_worker_cpu_us_per_row"] = found["worker_cpu_us_per_row"]
+        self.results["applied_redis_cpu_us_per_row"] = found["redis_cpu_us_per_row"]
+        self.results["applied_mysql_cpu_us_per_row"] = found["mysql_cpu_us_per_row"]
 
     def run_naive_celery(self) -> None:
         found = baselines.naive_celery(self.harness, self.sizes.naive_rows)
@@ -166,26 +169,42 @@ class Run:
             if workers == sizes.workers and "applied" in self.details:
                 point = self.details["applied"]  # the main run is one of the points
             else:
-                point = self._scaling_point(workers, sizes.groups)
+                point = self._scaling_point(workers, sizes.groups, sizes.applied_rows)
             found.append(point)
             if workers == sizes.workers:
                 self.results[f"scaling_g{sizes.groups}_rows_per_s"] = point["rows_per_s"]
-        # The group points in rounds, in alternating order: each ratio is taken within a round
-        # (a burst of load elsewhere hits the runs of one round alike), and the figures are the
-        # medians over the rounds.
+        found += self._group_rounds("scaling", sizes.applied_rows, sizes.scaling_rounds)
+        self.details["scaling"] = found
+
+    def run_sustained(self) -> None:
+        sizes = self.sizes
+        self.details["sustained"] = self._group_rounds(
+            "sustained", sizes.sustained_rows, sizes.sustained_rounds
+        )
+
+    def _group_rounds(self, name: str, rows: int, rounds: int) -> list[dict[str, Any]]:
+        """The 1, 16 and 64 group points (-c of the main run) of ``rows`` each, in ``rounds``
+        of alternating order: each ratio is taken within a round (a burst of load elsewhere
+        hits the runs of one round alike), and the figures (``<name>_g<N>_...``) are the
+        medians over the rounds."""
+        sizes = self.sizes
         groups = [g for g in sizes.scaling_groups if g != sizes.groups]
         runs: dict[int, list[dict[str, Any]]] = {g: [] for g in groups}
-        for n in range(sizes.scaling_rounds):
+        for n in range(rounds):
             for g in groups if n % 2 == 0 else groups[::-1]:
-                runs[g].append(self._scaling_point(sizes.workers, g))
-        found += [run for g in groups for run in runs[g]]
-        self.details["scaling"] = found
+                runs[g].append(self._scaling_point(sizes.workers, g, rows))
         for g in groups:
-            self.results[f"scaling_g{g}_rows_per_s"] = statistics.median(
+            self.results[f"{name}_g{g}_rows_per_s"] = statistics.median(
                 r["rows_per_s"] for r in runs[g]
             )
+            # what a row cost the machine: the four parties share its cores (throughput.py)
+            totals = [_total_cpu_us(r) for r in runs[g]]
+            if all(t is not None for t in totals):
+                self.results[f"{name}_g{g}_cpu_us_per_row"] = statistics.median(
+                    t for t in totals if t is not None
+                )
         if 1 in runs:
-            self.results["scaling_round_ratios"] = {
+            self.results[f"{name}_round_ratios"] = {
                 f"{g} groups/1 group": [
                     round(r["rows_per_s"] / one["rows_per_s"], 3)
                     for r, one in zip(runs[g], runs[1], strict=True)
@@ -193,13 +212,14 @@ class Run:
                 for g in groups
                 if g != 1
             }
-            for name, values in self.results["scaling_round_ratios"].items():
-                rounds = ", ".join(f"{v:.3g}" for v in values)
-                self.console.print(f"      {name} by round: {rounds}", highlight=False)
+            for label, values in self.results[f"{name}_round_ratios"].items():
+                by_round = ", ".join(f"{v:.3g}" for v in values)
+                self.console.print(f"      {label} by round: {by_round}", highlight=False)
+        return [run for g in groups for run in runs[g]]
 
-    def _scaling_point(self, workers: int, groups: int) -> dict[str, Any]:
-        self.console.print(f"      -c {workers}, {groups} group(s)", highlight=False)
-        return self._throughput(workers, groups)
+    def _scaling_point(self, workers: int, groups: int, rows: int) -> dict[str, Any]:
+        self.console.print(f"      -c {workers}, {groups} group(s), {rows:,} rows", highlight=False)
+        return self._throughput(workers, groups, rows)
 
     def run_memory(self) -> None:
         drains = []
@@ -231,13 +251,10 @@ class Run:
         )
         self.results.update(found["results"])
 
-    def _throughput(self, workers: int, groups: int) -> dict[str, Any]:
+    def _throughput(self, workers: int, groups: int, rows: int) -> dict[str, Any]:
+        flush_size = self.sizes.flush_size
         return throughput.measure(
-            self.harness,
-            workers=workers,
-            groups=groups,
-            rows=self.sizes.applied_rows,
-            flush_size=self.sizes.flush_size,
+            self.harness, workers=workers, groups=groups, rows=rows, flush_size=flush_size
         ).as_dict()
 
     def execute(self) -> int:
@@ -265,6 +282,15 @@ class Run:
             highlight=False,
         )
         return 1 if self.errors else 0
+
+
+def _total_cpu_us(point: dict[str, Any]) -> float | None:
+    """CPU per row of a throughput point: producer, workers, Redis and MySQL together (None
+    when MySQL's could not be read)."""
+    parts = [point.get(key) for key in throughput.CPU_KEYS]
+    if any(p is None for p in parts):
+        return None
+    return float(sum(parts))
 
 
 def _meta(settings: BenchSettings) -> dict[str, Any]:

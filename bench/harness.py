@@ -26,6 +26,7 @@ from beeorm_celery.asyncflush.transport import Waker, WakeUp
 from beeorm_celery.celery import install, queue_for
 from bench import models
 from bench.celery_app import build_app, build_engine, register_naive_task, register_peer_task
+from bench.server_cpu import MySQLProcess, redis_seconds
 from bench.settings import BenchSettings
 from bench.workers import REPO, Worker, WorkerLauncher
 
@@ -77,6 +78,7 @@ class Harness:
         self._lock_token = f"{os.getpid()}@{time.time():.0f}"
         self._locked = False  # only the run holding the lock may clean up
         self._db: pymysql.connections.Connection[Any] | None = None
+        self._mysql_process: MySQLProcess | None = None
         self.engine: Engine | None = None
         profile_dir = REPO / "bench" / "profiles" if settings.profile else None
         if profile_dir is not None:
@@ -142,6 +144,13 @@ class Harness:
                 self.redis.delete(self._lock_key)
             self.redis.close()
             self.broker.close()
+
+    def server_cpu_seconds(self) -> tuple[float, float | None]:
+        """CPU seconds the Redis server (data and logs) and the MySQL server have used so far;
+        MySQL's is None where its process cannot be read (``server_cpu.py``)."""
+        if self._mysql_process is None:
+            self._mysql_process = MySQLProcess(self.db())
+        return redis_seconds(self.redis), self._mysql_process.seconds()
 
     def refresh_lock(self) -> None:
         self.redis.set(self._lock_key, self._lock_token, ex=_LOCK_TTL_S)

@@ -38,6 +38,11 @@ class Sizes:
     # rounds of the group points (1, 16, 64 groups at -c of the main run), their order
     # alternating: one run of each swung the ratios by 0.2 between two runs of the same code
     scaling_rounds: int
+    # The same group points, longer: a point of ``applied_rows`` lasts about a second, so the
+    # start and the end of a run (a wake-up per group, each group's last gathering window)
+    # weigh in it, and one group's backlog has no time to grow beyond what one process applies
+    sustained_rows: int
+    sustained_rounds: int
     peer_rows: int  # rows of each run of the peer comparison (ours and the peer, 100 and 10)
     peer_rounds: int  # rounds of that comparison (who goes first alternates)
     edit_rows: int  # rows the edits phase edits (a multiple of 1,000)
@@ -60,7 +65,9 @@ FULL = Sizes(
     memory_backlogs=(250_000, 1_000_000),
     scaling_workers=(1, 2, 4),
     scaling_groups=(1, 4, 16, 64),
-    scaling_rounds=3,
+    scaling_rounds=5,
+    sustained_rows=300_000,
+    sustained_rounds=3,
     peer_rows=100_000,
     peer_rounds=2,
     edit_rows=20_000,
@@ -85,6 +92,8 @@ QUICK = Sizes(
     scaling_workers=(1, 2, 4),
     scaling_groups=(1, 4, 16, 64),
     scaling_rounds=1,
+    sustained_rows=60_000,
+    sustained_rounds=1,
     peer_rows=20_000,
     peer_rounds=1,
     edit_rows=4_000,

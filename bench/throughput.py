@@ -5,8 +5,10 @@ clock covers the flushes (validation, encoding, the Redis round trip, publishing
 and the workers applying them. "In MySQL" means the groups' applied counters, which move in
 the same transaction as the rows, reached the total; a COUNT(*) afterwards checks it.
 
-Beside the rate, the CPU time the producer (this process) and the worker processes used per
-row: on a machine shared with other work the rate moves with the load, the CPU cost much less.
+Beside the rate, the CPU time the producer (this process), the worker processes, the Redis
+server and the MySQL server used per row: on a machine shared with other work the rate moves
+with the load, the CPU cost much less; and on a machine of two cores all four share the cores,
+so their sum is what a rate costs.
 Each ``flush_async()`` of the loop is timed too: the producer latency of flushes back to back,
 which the peer comparison (``peer.py``) sets beside the peer's ``apply_async``, timed alike.
 """
@@ -23,6 +25,13 @@ from bench.quiet import wait_for_quiet_mysql
 from bench.stats import per_s, percentile
 
 _POLL_S = 0.01
+# The CPU per row of the four parties of a run, which share the machine's cores.
+CPU_KEYS = (
+    "producer_cpu_us_per_row",
+    "worker_cpu_us_per_row",
+    "redis_cpu_us_per_row",
+    "mysql_cpu_us_per_row",
+)
 _MIN_RATE_ROWS_PER_S = 500  # slower than this is a failure, not a measurement
 
 
@@ -38,6 +47,8 @@ class Throughput:
     producer_rows_per_s: float
     producer_cpu_us_per_row: float
     worker_cpu_us_per_row: float
+    redis_cpu_us_per_row: float
+    mysql_cpu_us_per_row: float | None  # None: the server's process is not readable here
     tasks_published: int  # apply tasks the flushes published (a group found no task waiting)
     # per flush, in the timed loop: the producer latency, measured as the peer's apply_async is
     flush_async_p50_us: float
@@ -62,6 +73,7 @@ def measure(
         wait_for_quiet_mysql()
         with frozen_heap():
             published = harness.publisher.count
+            redis_cpu, mysql_cpu = harness.server_cpu_seconds()
             worker_cpu = worker.cpu_seconds()
             producer_cpu = time.process_time()
             latencies: list[float] = []
@@ -82,6 +94,7 @@ def measure(
             )
             done = time.perf_counter()
             worker_cpu = worker.cpu_seconds() - worker_cpu
+            redis_after, mysql_after = harness.server_cpu_seconds()
     landed = sum(harness.count(e.__beeorm_options__.table) for e in entities) - warmed
     if landed != rows:
         raise BenchError(f"expected {rows} rows in MySQL, found {landed}")
@@ -96,6 +109,10 @@ def measure(
         producer_rows_per_s=per_s(rows, produced_at - start),
         producer_cpu_us_per_row=producer_cpu * 1e6 / rows,
         worker_cpu_us_per_row=worker_cpu * 1e6 / rows,
+        redis_cpu_us_per_row=(redis_after - redis_cpu) * 1e6 / rows,
+        mysql_cpu_us_per_row=None
+        if mysql_cpu is None or mysql_after is None
+        else (mysql_after - mysql_cpu) * 1e6 / rows,
         tasks_published=published,
         flush_async_p50_us=percentile(latencies, 50),
         flush_async_p99_us=percentile(latencies, 99),
