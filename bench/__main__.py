@@ -199,10 +199,8 @@ class Run:
             )
             # what a row cost the machine: the four parties share its cores (throughput.py)
             totals = [_total_cpu_us(r) for r in runs[g]]
-            if all(t is not None for t in totals):
-                self.results[f"{name}_g{g}_cpu_us_per_row"] = statistics.median(
-                    t for t in totals if t is not None
-                )
+            if None not in totals:
+                self.results[f"{name}_g{g}_cpu_us_per_row"] = statistics.median(totals)
         if 1 in runs:
             self.results[f"{name}_round_ratios"] = {
                 f"{g} groups/1 group": [

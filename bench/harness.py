@@ -146,8 +146,9 @@ class Harness:
             self.broker.close()
 
     def server_cpu_seconds(self) -> tuple[float, float | None]:
-        """CPU seconds the Redis server (data and logs) and the MySQL server have used so far;
-        MySQL's is None where its process cannot be read (``server_cpu.py``)."""
+        """CPU seconds the Redis server of data and logs (the broker's too where it is the same
+        server, as by default) and the MySQL server have used so far; MySQL's is None where its
+        process cannot be read (``server_cpu.py``)."""
         if self._mysql_process is None:
             self._mysql_process = MySQLProcess(self.db())
         return redis_seconds(self.redis), self._mysql_process.seconds()
